@@ -1,0 +1,37 @@
+import websocket from '@fastify/websocket';
+import fp from 'fastify-plugin';
+import { Hub } from '../src/broadcaster.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The broadcaster: connected clients, their groups, and the per-type broadcast ticks. */
+    hub: Hub;
+  }
+}
+
+/** WebSocket support and the broadcaster behind /ws. */
+export default fp(
+  async (fastify) => {
+    const { websocket: ws, broadcast } = fastify.config;
+    await fastify.register(websocket, {
+      options: {
+        maxPayload: ws.max_message_size,
+        // Per-connection zlib contexts cost more CPU and memory than the bandwidth they save here.
+        perMessageDeflate: false,
+      },
+    });
+    const hub = new Hub(fastify.state, {
+      intervals: { tui: broadcast.tui_interval, web: broadcast.web_interval },
+      pingInterval: ws.ping_interval,
+      readTimeout: ws.read_timeout,
+      logger: fastify.log,
+    });
+    fastify.decorate('hub', hub);
+    fastify.addHook('onReady', async () => hub.start());
+    fastify.addHook('preClose', async () => {
+      hub.stop();
+      hub.closeAll(1001, 'server shutting down');
+    });
+  },
+  { name: 'hub', dependencies: ['config', 'state'] },
+);

@@ -1,0 +1,101 @@
+import metricsPlugin from 'fastify-metrics';
+import fp from 'fastify-plugin';
+import { CLIENT_TYPES } from '../src/broadcaster.ts';
+
+/** Prometheus metrics at /metrics: process and route metrics from fastify-metrics, and the hub's own. */
+export default fp(
+  async (fastify) => {
+    await fastify.register(metricsPlugin.default, {
+      endpoint: '/metrics',
+      // Each app registers its metrics anew (several apps are built in one test process).
+      clearRegisterOnInit: true,
+      routeMetrics: { enabled: { histogram: true, summary: false } },
+    });
+    const { client } = fastify.metrics;
+    const { hub, ingest, redisIngest, state } = fastify;
+
+    /** A counter whose value lives in the hub or ingest: read at scrape time, never double-counted. */
+    function mirroredCounter(
+      name: string,
+      help: string,
+      labelNames: string[],
+      read: () => [object, number][],
+    ) {
+      return new client.Counter({
+        name,
+        help,
+        labelNames,
+        collect() {
+          this.reset();
+          for (const [labels, value] of read()) this.inc(labels as Record<string, string>, value);
+        },
+      });
+    }
+
+    new client.Gauge({
+      name: 'dashboard_websocket_clients_total',
+      help: 'Connected WebSocket clients by client type',
+      labelNames: ['client_type'],
+      collect() {
+        for (const [type, count] of Object.entries(hub.clientsByType()))
+          this.set({ client_type: type }, count);
+      },
+    });
+    mirroredCounter(
+      'dashboard_broadcasts_total',
+      'Updates encoded and sent to a group of clients',
+      ['client_type'],
+      () => CLIENT_TYPES.map((type) => [{ client_type: type }, hub.stats.broadcasts[type]]),
+    );
+    mirroredCounter(
+      'dashboard_sent_bytes_total',
+      'Bytes handed to client sockets',
+      ['client_type', 'format'],
+      () =>
+        Object.entries(hub.stats.sentBytes).map(([key, bytes]) => {
+          const [type, format] = key.split('|');
+          return [{ client_type: type, format }, bytes];
+        }),
+    );
+    mirroredCounter('dashboard_sent_messages_total', 'Frames handed to client sockets', ['client_type'], () =>
+      CLIENT_TYPES.map((type) => [{ client_type: type }, hub.stats.sentMessages[type]]),
+    );
+    mirroredCounter(
+      'dashboard_ingest_messages_total',
+      'Backend messages applied to the state',
+      ['topic'],
+      () => Object.entries(ingest.counters.messages).map(([topic, count]) => [{ topic }, count]),
+    );
+    mirroredCounter('dashboard_ingest_invalid_total', 'Backend messages rejected as invalid', ['topic'], () =>
+      Object.entries(ingest.counters.invalid).map(([topic, count]) => [{ topic }, count]),
+    );
+    mirroredCounter('dashboard_client_messages_rejected_total', 'Client messages rejected', ['code'], () =>
+      Object.entries(hub.stats.rejectedMessages).map(([code, count]) => [{ code }, count]),
+    );
+    mirroredCounter('dashboard_disconnects_total', 'Client sockets closed by the hub', ['code'], () =>
+      Object.entries(hub.stats.disconnects).map(([code, count]) => [{ code }, count]),
+    );
+    new client.Gauge({
+      name: 'dashboard_redis_connected',
+      help: '1 while the Redis subscriber connection is up',
+      collect() {
+        this.set(redisIngest.info.status === 'up' ? 1 : 0);
+      },
+    });
+    new client.Gauge({
+      name: 'dashboard_state_sequence',
+      help: 'Sequence of the last change applied to the state',
+      collect() {
+        this.set(state.sequence);
+      },
+    });
+    const duration = new client.Histogram({
+      name: 'dashboard_broadcast_duration_seconds',
+      help: 'Time one broadcast tick takes: diff, encode and send for every group of a client type',
+      labelNames: ['client_type'],
+      buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+    });
+    hub.onTick = (type, seconds) => duration.observe({ client_type: type }, seconds);
+  },
+  { name: 'metrics', dependencies: ['hub', 'state', 'redis-ingest'] },
+);

@@ -1,0 +1,39 @@
+import fp from 'fastify-plugin';
+import { Ingest } from '../src/ingest.ts';
+import { SINGLE, StateStore } from '../src/state.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The aggregated state every client's view is cut from. */
+    state: StateStore;
+    /** Applies backend payloads to the state; every source (Redis, poller) goes through it. */
+    ingest: Ingest;
+  }
+}
+
+/** The aggregated state, the rules that apply payloads to it, and the sweep of expired terminal orders. */
+export default fp(
+  async (fastify) => {
+    const { ingest: options } = fastify.config;
+    const state = new StateStore();
+    const startedAt = new Date(state.startedAt).toISOString();
+    state.set('system', SINGLE, {
+      epoch: state.epoch,
+      started_at: startedAt,
+      redis: { status: 'connecting', since: startedAt },
+    });
+    const ingest = new Ingest(state, {
+      orderbookDepth: options.orderbook_depth,
+      tradesKept: options.trades_kept,
+      terminalOrderRetention: options.terminal_order_retention,
+      maxMessageSize: options.max_message_size,
+    });
+    // A quarter of the retention keeps removal within 25% of the promised time, and never busier than 10/s.
+    const sweepEvery = Math.max(100, Math.min(options.terminal_order_retention / 4, 60_000));
+    const sweep = setInterval(() => ingest.sweepTerminalOrders(), sweepEvery);
+    fastify.decorate('state', state);
+    fastify.decorate('ingest', ingest);
+    fastify.addHook('onClose', async () => clearInterval(sweep));
+  },
+  { name: 'state', dependencies: ['config'] },
+);

@@ -1,0 +1,24 @@
+import type { FastifyPluginAsync } from 'fastify';
+
+/** GET /debug: counters an operator reads with curl; never the state itself. */
+const debugRoute: FastifyPluginAsync = async (fastify) => {
+  fastify.get('/debug', async () => {
+    const { hub, state, ingest, redisIngest } = fastify;
+    const lastUpdate = state.lastUpdate;
+    return {
+      clients: hub.clients.size,
+      clients_by_type: hub.clientsByType(),
+      groups: hub.groupCount,
+      state_size: state.size(),
+      uptime: Math.round((Date.now() - state.startedAt) / 1000),
+      last_update: lastUpdate === undefined ? null : new Date(lastUpdate).toISOString(),
+      sequence: state.sequence,
+      epoch: state.epoch,
+      journal_length: state.journalLength,
+      redis: redisIngest.info,
+      ingest: ingest.counters,
+      broadcast: hub.stats,
+    };
+  });
+};
+export default debugRoute;

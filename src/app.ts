@@ -1,0 +1,41 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import configPlugin from '../plugins/config.ts';
+import hubPlugin from '../plugins/hub.ts';
+import metricsPlugin from '../plugins/metrics.ts';
+import redisIngestPlugin from '../plugins/redis-ingest.ts';
+import statePlugin from '../plugins/state.ts';
+import stateRoute from '../routes/api/state.ts';
+import debugRoute from '../routes/debug.ts';
+import healthRoutes from '../routes/health.ts';
+import wsRoute from '../routes/ws.ts';
+import type { Config } from './config.ts';
+
+export interface BuildOptions {
+  /** Overrides for Fastify's logger (tests pass `false`). */
+  logger?: FastifyServerOptions['logger'];
+}
+
+/** Builds the whole service, every plugin and route in the order they depend on each other. */
+export async function buildApp(config: Config, { logger }: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: logger ?? {
+      level: config.server.log_level,
+      redact: {
+        paths: ['req.headers.authorization', 'req.headers["sec-websocket-protocol"]'],
+        censor: '***',
+      },
+    },
+    // Clients reconnect at once after a restart; the hub closes their sockets itself at shutdown.
+    forceCloseConnections: true,
+  });
+  await app.register(configPlugin, { config });
+  await app.register(statePlugin);
+  await app.register(redisIngestPlugin);
+  await app.register(hubPlugin);
+  await app.register(metricsPlugin);
+  await app.register(healthRoutes);
+  await app.register(debugRoute);
+  await app.register(stateRoute);
+  await app.register(wsRoute);
+  return app;
+}

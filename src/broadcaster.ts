@@ -1,0 +1,359 @@
+import { encode, type Format, isBinary } from './codec.ts';
+import { type Command, ProtocolError, parseClientMessage } from './protocol.ts';
+import { type StateStore, TOO_OLD } from './state.ts';
+import { buildFilter, type Filter, subscriptionKey } from './topics.ts';
+
+export const CLIENT_TYPES = ['tui', 'web'] as const;
+export type ClientType = (typeof CLIENT_TYPES)[number];
+
+/** What the hub needs of a WebSocket; `ws`'s WebSocket has all of it. */
+export interface ClientSocket {
+  readonly readyState: number;
+  send(data: Buffer, options: { binary: boolean }): void;
+  ping(): void;
+  terminate(): void;
+  close(code?: number, reason?: string): void;
+  on(event: 'message', listener: (data: Buffer, isBinary: boolean) => void): unknown;
+  on(event: 'pong' | 'close', listener: () => void): unknown;
+}
+
+const OPEN = 1;
+
+export interface HubLogger {
+  warn(object: object, message: string): void;
+  error(object: object, message: string): void;
+}
+
+export interface HubOptions {
+  /** Broadcast cadence per client type, in ms. */
+  intervals: Record<ClientType, number>;
+  /** How often clients are pinged, in ms. */
+  pingInterval: number;
+  /** A client silent for longer than this (no pong, no message), in ms, is terminated. */
+  readTimeout: number;
+  logger: HubLogger;
+  now?: () => number;
+}
+
+/** One connected client. */
+export class HubClient {
+  readonly id: number;
+  readonly type: ClientType;
+  readonly format: Format;
+  readonly socket: ClientSocket;
+  subscriptions = new Set<string>();
+  /** The sequence of the view the client holds: the `sequence` of the last update it was sent. */
+  sequence = 0;
+  /** The view did not change between `sequence` and `scanned`: the next diff starts from here. */
+  scanned = 0;
+  group: Group | undefined;
+  lastSeenAt: number;
+  readonly connectedAt: number;
+
+  constructor(id: number, type: ClientType, format: Format, socket: ClientSocket, now: number) {
+    this.id = id;
+    this.type = type;
+    this.format = format;
+    this.socket = socket;
+    this.lastSeenAt = now;
+    this.connectedAt = now;
+  }
+}
+
+/** Clients that share type, format and subscription set: each update is computed and encoded once for all. */
+class Group {
+  readonly key: string;
+  readonly type: ClientType;
+  readonly format: Format;
+  readonly filter: Filter;
+  readonly clients = new Set<HubClient>();
+  /** The lowest `scanned` of its clients: journal entries at or below the lowest of all groups can go. */
+  minScanned: number;
+
+  constructor(key: string, type: ClientType, format: Format, filter: Filter, sequence: number) {
+    this.key = key;
+    this.type = type;
+    this.format = format;
+    this.filter = filter;
+    this.minScanned = sequence;
+  }
+}
+
+export interface HubStats {
+  /** Update messages encoded, per client type (one per group per tick with changes). */
+  broadcasts: Record<ClientType, number>;
+  /** Bytes handed to sockets, by `type|format`. */
+  sentBytes: Record<string, number>;
+  /** Frames handed to sockets, per client type. */
+  sentMessages: Record<ClientType, number>;
+  /** Client messages rejected, by error code. */
+  rejectedMessages: Record<string, number>;
+  /** Sockets closed by the hub, by close code (`terminated` for a dead peer). */
+  disconnects: Record<string, number>;
+}
+
+/**
+ * The broadcaster: tracks clients and their subscriptions, answers client messages, and on each tick of a
+ * client type sends every group of that type the merge patch since what it last received.
+ */
+export class Hub {
+  readonly clients = new Set<HubClient>();
+  readonly stats: HubStats = {
+    broadcasts: { tui: 0, web: 0 },
+    sentBytes: {},
+    sentMessages: { tui: 0, web: 0 },
+    rejectedMessages: {},
+    disconnects: {},
+  };
+  private readonly groups = new Map<string, Group>();
+  private readonly state: StateStore;
+  private readonly options: HubOptions;
+  private readonly now: () => number;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private nextId = 1;
+  /** Called with the duration of each broadcast tick, in seconds (the metrics plugin sets it). */
+  onTick: ((type: ClientType, seconds: number) => void) | undefined;
+
+  constructor(state: StateStore, options: HubOptions) {
+    this.state = state;
+    this.options = options;
+    this.now = options.now ?? Date.now;
+  }
+
+  start(): void {
+    for (const type of CLIENT_TYPES) {
+      this.timers.push(setInterval(() => this.tick(type), this.options.intervals[type]));
+    }
+    this.timers.push(setInterval(() => this.heartbeat(), this.options.pingInterval));
+  }
+
+  stop(): void {
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers.length = 0;
+  }
+
+  clientsByType(): Record<ClientType, number> {
+    const counts = { tui: 0, web: 0 };
+    for (const client of this.clients) counts[client.type]++;
+    return counts;
+  }
+
+  get groupCount(): number {
+    return this.groups.size;
+  }
+
+  /** Registers a socket and wires its events. Must be called synchronously in the upgrade handler. */
+  connect(socket: ClientSocket, type: ClientType, format: Format): HubClient {
+    const client = new HubClient(this.nextId++, type, format, socket, this.now());
+    this.clients.add(client);
+    socket.on('message', (data, binary) => this.receive(client, data, binary));
+    socket.on('pong', () => {
+      client.lastSeenAt = this.now();
+    });
+    socket.on('close', () => this.disconnect(client));
+    return client;
+  }
+
+  disconnect(client: HubClient): void {
+    if (!this.clients.delete(client)) return;
+    this.leaveGroup(client);
+  }
+
+  /** Handles one frame from a client; a failure closes that client only. */
+  receive(client: HubClient, data: Buffer, binary: boolean): void {
+    client.lastSeenAt = this.now();
+    let command: Command;
+    try {
+      command = parseClientMessage(data, binary);
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      this.stats.rejectedMessages[error.code] = (this.stats.rejectedMessages[error.code] ?? 0) + 1;
+      this.reply(client, { type: 'error', code: error.code, message: error.message });
+      return;
+    }
+    try {
+      this.execute(client, command);
+    } catch (error) {
+      this.options.logger.error(
+        { err: error, client: client.id },
+        'client handler failed; closing that client',
+      );
+      this.close(client, 1011, 'internal_error');
+    }
+  }
+
+  execute(client: HubClient, command: Command): void {
+    switch (command.action) {
+      case 'subscribe': {
+        for (const name of command.subscriptions) client.subscriptions.add(name);
+        this.joinGroup(client);
+        this.reply(client, {
+          type: 'subscribed',
+          subscriptions: [...client.subscriptions],
+          sequence: this.state.sequence,
+        });
+        this.sendSnapshot(client);
+        return;
+      }
+      case 'unsubscribe': {
+        for (const name of command.subscriptions) client.subscriptions.delete(name);
+        this.joinGroup(client);
+        this.reply(client, {
+          type: 'unsubscribed',
+          subscriptions: [...client.subscriptions],
+          sequence: this.state.sequence,
+        });
+        if (client.group) this.sendSnapshot(client);
+        return;
+      }
+      case 'resync':
+        if (client.group) this.sendSnapshot(client);
+        return;
+      case 'ping':
+        this.reply(client, { type: 'pong', timestamp: new Date(this.now()).toISOString() });
+        return;
+    }
+  }
+
+  /** Closes one client's socket with a code and reason, counting it. */
+  close(client: HubClient, code: number, reason: string): void {
+    this.stats.disconnects[code] = (this.stats.disconnects[code] ?? 0) + 1;
+    client.socket.close(code, reason);
+    this.disconnect(client);
+  }
+
+  /** Sends every group of `type` what changed since it last heard from the hub. */
+  tick(type: ClientType): void {
+    const started = performance.now();
+    const sequence = this.state.sequence;
+    for (const group of this.groups.values()) {
+      if (group.type !== type || group.minScanned >= sequence) continue;
+      this.broadcastGroup(group, sequence);
+    }
+    this.trimJournal();
+    this.onTick?.(type, (performance.now() - started) / 1000);
+  }
+
+  /** Pings every client; terminates those silent for longer than the read timeout. */
+  heartbeat(): void {
+    const deadline = this.now() - this.options.readTimeout;
+    for (const client of this.clients) {
+      if (client.lastSeenAt < deadline) {
+        this.stats.disconnects.terminated = (this.stats.disconnects.terminated ?? 0) + 1;
+        client.socket.terminate();
+        this.disconnect(client);
+      } else if (client.socket.readyState === OPEN) {
+        client.socket.ping();
+      }
+    }
+  }
+
+  /** Closes every client with `code`, e.g. 1001 at shutdown. */
+  closeAll(code: number, reason: string): void {
+    for (const client of [...this.clients]) this.close(client, code, reason);
+  }
+
+  private broadcastGroup(group: Group, sequence: number): void {
+    // Clients normally all hold the same view; those that do not (just subscribed) get their own patch.
+    const cohorts = new Map<string, HubClient[]>();
+    for (const client of group.clients) {
+      if (client.scanned >= sequence) continue;
+      const key = `${client.sequence}/${client.scanned}`;
+      const cohort = cohorts.get(key);
+      if (cohort) cohort.push(client);
+      else cohorts.set(key, [client]);
+    }
+    let snapshot: Buffer | undefined;
+    for (const clients of cohorts.values()) {
+      const { sequence: base, scanned } = clients[0];
+      const changes = this.state.changesSince(scanned, group.filter);
+      if (changes === undefined) {
+        for (const client of clients) client.scanned = sequence;
+        continue;
+      }
+      let frame: Buffer;
+      if (changes === TOO_OLD) {
+        snapshot ??= this.encodeSnapshot(group.format, group.filter);
+        frame = snapshot;
+      } else {
+        frame = encode(group.format, {
+          type: 'diff_update',
+          sequence,
+          base_sequence: base,
+          timestamp: new Date(this.now()).toISOString(),
+          changes,
+        });
+      }
+      this.stats.broadcasts[group.type]++;
+      for (const client of clients) {
+        this.send(client, frame);
+        client.sequence = sequence;
+        client.scanned = sequence;
+      }
+    }
+    group.minScanned = sequence;
+  }
+
+  private trimJournal(): void {
+    let lowest = this.state.sequence;
+    for (const group of this.groups.values()) lowest = Math.min(lowest, group.minScanned);
+    this.state.trimJournal(lowest);
+  }
+
+  private joinGroup(client: HubClient): void {
+    this.leaveGroup(client);
+    if (client.subscriptions.size === 0) return;
+    const key = `${client.type}|${client.format}|${subscriptionKey(client.subscriptions)}`;
+    let group = this.groups.get(key);
+    if (!group) {
+      group = new Group(
+        key,
+        client.type,
+        client.format,
+        buildFilter(client.subscriptions),
+        this.state.sequence,
+      );
+      this.groups.set(key, group);
+    }
+    group.clients.add(client);
+    client.group = group;
+  }
+
+  private leaveGroup(client: HubClient): void {
+    const group = client.group;
+    if (!group) return;
+    group.clients.delete(client);
+    client.group = undefined;
+    if (group.clients.size === 0) this.groups.delete(group.key);
+  }
+
+  private encodeSnapshot(format: Format, filter: Filter): Buffer {
+    return encode(format, {
+      type: 'state_update',
+      sequence: this.state.sequence,
+      epoch: this.state.epoch,
+      timestamp: new Date(this.now()).toISOString(),
+      data: this.state.snapshot(filter),
+    });
+  }
+
+  private sendSnapshot(client: HubClient): void {
+    const group = client.group!;
+    this.send(client, this.encodeSnapshot(client.format, group.filter));
+    client.sequence = this.state.sequence;
+    client.scanned = this.state.sequence;
+  }
+
+  private reply(client: HubClient, message: object): void {
+    this.send(client, encode(client.format, message));
+  }
+
+  /** The one place a frame goes to a socket. */
+  private send(client: HubClient, frame: Buffer): void {
+    if (client.socket.readyState !== OPEN) return;
+    client.socket.send(frame, { binary: isBinary(client.format) });
+    const key = `${client.type}|${client.format}`;
+    this.stats.sentBytes[key] = (this.stats.sentBytes[key] ?? 0) + frame.length;
+    this.stats.sentMessages[client.type]++;
+  }
+}

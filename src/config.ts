@@ -1,0 +1,292 @@
+import { readFileSync } from 'node:fs';
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { parse as parseYaml } from 'yaml';
+import { TOPICS } from './topics.ts';
+
+/** A configuration problem: the message is one line naming the key, the value and what was expected. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const DURATION_PATTERN = '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$';
+const SIZE_PATTERN = '^[0-9]+ ?(B|KiB|MiB|GiB)$';
+const Duration = (defaultValue: string) =>
+  Type.String({
+    pattern: DURATION_PATTERN,
+    default: defaultValue,
+    description: 'a duration like 100ms, 30s, 10m, 2h',
+  });
+const Size = (defaultValue: string) =>
+  Type.Union([Type.Integer({ minimum: 1 }), Type.String({ pattern: SIZE_PATTERN })], {
+    default: defaultValue,
+    description: 'a byte count, or a size like 64KiB or 1MiB',
+  });
+
+const topicPrefixes = TOPICS.filter((t) => t !== 'system').join('|');
+
+/** The config file schema: the single source for validation, types and the config reference. */
+export const ConfigFileSchema = Type.Object(
+  {
+    server: Type.Object(
+      {
+        host: Type.String({ minLength: 1, default: '0.0.0.0' }),
+        port: Type.Integer({ minimum: 0, maximum: 65535, default: 8086 }),
+        log_level: Type.Union(
+          ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+          { default: 'info' },
+        ),
+        shutdown_timeout: Duration('30s'),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    redis: Type.Object(
+      {
+        url: Type.String({ pattern: '^rediss?://', default: 'redis://localhost:6379' }),
+        db: Type.Integer({ minimum: 0, maximum: 15, default: 0 }),
+        channels: Type.Array(Type.String({ pattern: `^(${topicPrefixes}):.+$` }), {
+          minItems: 1,
+          default: [
+            'market_data:*',
+            'orderbook:*',
+            'trades:*',
+            'orders:*',
+            'positions:*',
+            'account:*',
+            'strategies:*',
+          ],
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    websocket: Type.Object(
+      {
+        ping_interval: Duration('30s'),
+        read_timeout: Duration('60s'),
+        max_message_size: Size('64KiB'),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    broadcast: Type.Object(
+      {
+        tui_interval: Duration('100ms'),
+        web_interval: Duration('250ms'),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    ingest: Type.Object(
+      {
+        orderbook_depth: Type.Integer({ minimum: 1, maximum: 1000, default: 20 }),
+        trades_kept: Type.Integer({ minimum: 1, maximum: 10000, default: 50 }),
+        terminal_order_retention: Duration('10m'),
+        max_message_size: Size('1MiB'),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ConfigFile = Static<typeof ConfigFileSchema>;
+
+/** The validated configuration with durations in milliseconds and sizes in bytes. */
+export interface Config {
+  server: { host: string; port: number; log_level: string; shutdown_timeout: number };
+  redis: { url: string; db: number; channels: string[] };
+  websocket: { ping_interval: number; read_timeout: number; max_message_size: number };
+  broadcast: { tui_interval: number; web_interval: number };
+  ingest: {
+    orderbook_depth: number;
+    trades_kept: number;
+    terminal_order_retention: number;
+    max_message_size: number;
+  };
+}
+
+const checker = TypeCompiler.Compile(ConfigFileSchema);
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+export function parseDuration(text: string): number {
+  const match = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$/.exec(text);
+  if (!match) throw new ConfigError(`not a duration: ${JSON.stringify(text)}`);
+  return Math.round(Number(match[1]) * DURATION_UNITS[match[2]]);
+}
+
+const SIZE_UNITS: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 };
+export function parseSize(value: number | string): number {
+  if (typeof value === 'number') return value;
+  const match = /^([0-9]+) ?(B|KiB|MiB|GiB)$/.exec(value);
+  if (!match) throw new ConfigError(`not a size: ${JSON.stringify(value)}`);
+  return Number(match[1]) * SIZE_UNITS[match[2]];
+}
+
+/** Fills defaults in place, walking the schema so nested sections get theirs too. */
+function applyDefaults(schema: TSchema, value: unknown): unknown {
+  if (value === undefined && 'default' in schema) value = structuredClone(schema.default);
+  if (schema.type === 'object' && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const record = value as Record<string, unknown>;
+    for (const [key, child] of Object.entries(schema.properties as Record<string, TSchema>)) {
+      const filled = applyDefaults(child, record[key]);
+      if (filled !== undefined) record[key] = filled;
+    }
+  }
+  return value;
+}
+
+function describeExpected(schema: TSchema): string {
+  if (schema.pattern === DURATION_PATTERN) return 'a duration like 100ms, 30s, 10m or 2h';
+  if (schema.anyOf) {
+    const literals = (schema.anyOf as TSchema[]).filter((s) => 'const' in s).map((s) => s.const);
+    if (literals.length === schema.anyOf.length) return `one of ${literals.join(', ')}`;
+    if (schema.description) return schema.description;
+  }
+  if (schema.type === 'integer' || schema.type === 'number') {
+    const range =
+      schema.minimum !== undefined && schema.maximum !== undefined
+        ? ` from ${schema.minimum} to ${schema.maximum}`
+        : schema.minimum !== undefined
+          ? ` of at least ${schema.minimum}`
+          : '';
+    return `${schema.type === 'integer' ? 'an integer' : 'a number'}${range}`;
+  }
+  if (schema.type === 'string' && schema.pattern) return `a string matching ${schema.pattern}`;
+  if (schema.type === 'array')
+    return `a list${schema.minItems ? ` of at least ${schema.minItems} item(s)` : ''}`;
+  if (schema.type === 'object') return 'a section (mapping of keys)';
+  return `a ${schema.type}`;
+}
+
+function schemaAt(path: string[]): TSchema | undefined {
+  let schema: TSchema | undefined = ConfigFileSchema;
+  for (const key of path) {
+    if (!schema) return undefined;
+    if (schema.type === 'object') schema = (schema.properties as Record<string, TSchema>)[key];
+    else if (schema.type === 'array') schema = schema.items as TSchema;
+    else return undefined;
+  }
+  return schema;
+}
+
+function valueAt(root: unknown, path: string[]): unknown {
+  let value = root;
+  for (const key of path) value = (value as Record<string, unknown> | undefined)?.[key];
+  return value;
+}
+
+function firstError(document: unknown, sources: Map<string, string>): ConfigError | undefined {
+  const error = checker.Errors(document).First();
+  if (!error) return undefined;
+  const path = error.path.split('/').filter(Boolean);
+  const schema = schemaAt(path);
+  // An unknown key shows as an error on the key itself, for which the schema has no entry.
+  const keyPath = path.filter((segment) => !/^[0-9]+$/.test(segment)).join('.');
+  const source = sources.get(keyPath) ?? sources.get(path.slice(0, 2).join('.'));
+  const from = source ? ` (from ${source})` : '';
+  if (!schema) return new ConfigError(`config: unknown key ${keyPath || '(root)'}${from}`);
+  const shown = path.length === 0 ? 'the document' : path.join('.');
+  const got = JSON.stringify(valueAt(document, path)) ?? 'nothing';
+  return new ConfigError(`config: ${shown} must be ${describeExpected(schema)}, got ${got}${from}`);
+}
+
+/** Parses an environment override as a YAML scalar or flow list, so `8090`, `true`, `[a, b]` keep their types. */
+function parseEnvValue(name: string, text: string): unknown {
+  try {
+    return parseYaml(text);
+  } catch {
+    throw new ConfigError(`config: ${name} is not a valid value: ${JSON.stringify(text)}`);
+  }
+}
+
+export interface LoadOptions {
+  /** Path of the YAML file; the file must exist. */
+  path: string;
+  /** Environment to read DASHBOARD_<SECTION>__<KEY> overrides from. */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Reads, overrides, validates and normalizes the configuration. Throws ConfigError with a one-line message. */
+export function loadConfig({ path, env = {} }: LoadOptions): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`config: cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+  }
+  let document: unknown;
+  try {
+    document = parseYaml(text) ?? {};
+  } catch (error) {
+    const firstLine = String((error as Error).message).split('\n')[0];
+    throw new ConfigError(`config: ${path} is not valid YAML: ${firstLine}`);
+  }
+  if (typeof document !== 'object' || Array.isArray(document)) {
+    throw new ConfigError(`config: ${path} must hold a mapping of sections, got ${JSON.stringify(document)}`);
+  }
+  return configFromDocument(document as Record<string, unknown>, env, path);
+}
+
+export function configFromDocument(
+  document: Record<string, unknown>,
+  env: NodeJS.ProcessEnv = {},
+  origin = 'the config file',
+): Config {
+  const sources = new Map<string, string>();
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith('DASHBOARD_') || !name.includes('__') || raw === undefined) continue;
+    const path = name
+      .slice('DASHBOARD_'.length)
+      .split('__')
+      .map((part) => part.toLowerCase());
+    if (path.some((part) => part === '')) throw new ConfigError(`config: ${name} does not name a key`);
+    let target = document;
+    for (const section of path.slice(0, -1)) {
+      const next = target[section];
+      if (next === undefined || next === null) target[section] = {};
+      else if (typeof next !== 'object' || Array.isArray(next)) {
+        throw new ConfigError(`config: ${name} sets a key inside ${section}, which is not a section`);
+      }
+      target = target[section] as Record<string, unknown>;
+    }
+    target[path.at(-1)!] = parseEnvValue(name, raw);
+    sources.set(path.join('.'), name);
+  }
+  for (const [key, value] of Object.entries(document)) {
+    if (value === null)
+      throw new ConfigError(`config: ${key} is empty in ${origin}; remove it or give it keys`);
+  }
+  applyDefaults(ConfigFileSchema, document);
+  const error = firstError(document, sources);
+  if (error) throw error;
+  const file = document as ConfigFile;
+  const config: Config = {
+    server: { ...file.server, shutdown_timeout: parseDuration(file.server.shutdown_timeout) },
+    redis: { ...file.redis },
+    websocket: {
+      ping_interval: parseDuration(file.websocket.ping_interval),
+      read_timeout: parseDuration(file.websocket.read_timeout),
+      max_message_size: parseSize(file.websocket.max_message_size),
+    },
+    broadcast: {
+      tui_interval: parseDuration(file.broadcast.tui_interval),
+      web_interval: parseDuration(file.broadcast.web_interval),
+    },
+    ingest: {
+      orderbook_depth: file.ingest.orderbook_depth,
+      trades_kept: file.ingest.trades_kept,
+      terminal_order_retention: parseDuration(file.ingest.terminal_order_retention),
+      max_message_size: parseSize(file.ingest.max_message_size),
+    },
+  };
+  for (const [key, ms] of [
+    ['broadcast.tui_interval', config.broadcast.tui_interval],
+    ['broadcast.web_interval', config.broadcast.web_interval],
+    ['websocket.ping_interval', config.websocket.ping_interval],
+  ] as const) {
+    if (ms < 10) throw new ConfigError(`config: ${key} must be at least 10ms, got ${ms}ms`);
+  }
+  if (config.websocket.read_timeout <= config.websocket.ping_interval) {
+    throw new ConfigError(
+      `config: websocket.read_timeout must be longer than websocket.ping_interval, got ${config.websocket.read_timeout}ms <= ${config.websocket.ping_interval}ms`,
+    );
+  }
+  return config;
+}

@@ -1,0 +1,350 @@
+import { type TSchema, Type } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { Json, JsonObject } from './merge-patch.ts';
+import { SINGLE, type StateStore } from './state.ts';
+import type { Topic } from './topics.ts';
+
+/** The topics a backend can publish to; `system` belongs to the hub. */
+export const INGEST_TOPICS = [
+  'market_data',
+  'orderbook',
+  'trades',
+  'orders',
+  'positions',
+  'account',
+  'strategies',
+] as const satisfies readonly Topic[];
+export type IngestTopic = (typeof INGEST_TOPICS)[number];
+
+const NUMERIC_STRING = '^-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?$';
+/** Some backends send decimals as strings: both are accepted, numbers are stored. */
+const Num = Type.Union([Type.Number(), Type.String({ pattern: NUMERIC_STRING })]);
+const OptNum = Type.Optional(Type.Union([Num, Type.Null()]));
+const OptStr = Type.Optional(Type.Union([Type.String(), Type.Null()]));
+const OptTime = Type.Optional(Type.Union([Type.Number(), Type.String(), Type.Null()]));
+const Id = Type.Union([Type.String({ minLength: 1, maxLength: 128 }), Type.Integer()]);
+const SymbolName = Type.String({ pattern: '^[A-Za-z0-9._-]{1,32}$' });
+
+/** Payload schemas as the real publishers send them; fields beyond these are kept. */
+export const PayloadSchemas = {
+  market_data: Type.Object({
+    symbol: Type.Optional(SymbolName),
+    last_price: Num,
+    bid_price: OptNum,
+    ask_price: OptNum,
+    volume_24h: OptNum,
+    high_24h: OptNum,
+    low_24h: OptNum,
+    updated_at: OptTime,
+  }),
+  orderbook: Type.Object({
+    symbol: Type.Optional(SymbolName),
+    bids: Type.Record(Type.String(), Num),
+    asks: Type.Record(Type.String(), Num),
+    last_update_id: OptNum,
+    timestamp: OptNum,
+    initialized: Type.Optional(Type.Boolean()),
+  }),
+  trades: Type.Object({
+    symbol: Type.Optional(SymbolName),
+    trade_id: Id,
+    price: Num,
+    quantity: Num,
+    timestamp: Num,
+    is_buyer_maker: Type.Optional(Type.Boolean()),
+  }),
+  orders: Type.Object({
+    order_id: Id,
+    client_order_id: OptStr,
+    symbol: SymbolName,
+    side: OptStr,
+    type: OptStr,
+    state: Type.String({ minLength: 1 }),
+    time_in_force: OptStr,
+    quantity: OptNum,
+    price: OptNum,
+    stop_price: OptNum,
+    filled_quantity: OptNum,
+    average_price: OptNum,
+    fee: OptNum,
+    fee_asset: OptStr,
+    created_at: OptTime,
+    updated_at: OptTime,
+  }),
+  positions: Type.Object({
+    symbol: SymbolName,
+    side: OptStr,
+    quantity: Num,
+    entry_price: OptNum,
+    mark_price: OptNum,
+    unrealized_pnl: OptNum,
+    realized_pnl: OptNum,
+    liquidation_price: OptNum,
+    updated_at: OptTime,
+  }),
+  account: Type.Object({
+    total_balance: Num,
+    available_balance: OptNum,
+    margin_used: OptNum,
+    unrealized_pnl: OptNum,
+    balances: Type.Optional(Type.Record(Type.String(), Num)),
+    updated_at: OptTime,
+  }),
+  strategies: Type.Object({
+    id: Id,
+    name: OptStr,
+    status: OptStr,
+    pnl: OptNum,
+    trades: OptNum,
+    win_rate: OptNum,
+    updated_at: OptTime,
+  }),
+} satisfies Record<IngestTopic, TSchema>;
+
+const OrderEnvelope = Type.Object({ order: Type.Object({}), update_type: OptStr });
+
+const checkers = Object.fromEntries(
+  Object.entries(PayloadSchemas).map(([topic, schema]) => [topic, TypeCompiler.Compile(schema)]),
+) as { [T in IngestTopic]: ReturnType<typeof TypeCompiler.Compile<(typeof PayloadSchemas)[T]>> };
+const envelopeChecker = TypeCompiler.Compile(OrderEnvelope);
+
+/** The fields of each payload that are numbers, whatever the JSON carried. */
+const NUMERIC_FIELDS: Record<IngestTopic, readonly string[]> = {
+  market_data: ['last_price', 'bid_price', 'ask_price', 'volume_24h', 'high_24h', 'low_24h'],
+  orderbook: ['last_update_id', 'timestamp'],
+  trades: ['price', 'quantity', 'timestamp'],
+  orders: ['quantity', 'price', 'stop_price', 'filled_quantity', 'average_price', 'fee'],
+  positions: ['quantity', 'entry_price', 'mark_price', 'unrealized_pnl', 'realized_pnl', 'liquidation_price'],
+  account: ['total_balance', 'available_balance', 'margin_used', 'unrealized_pnl'],
+  strategies: ['pnl', 'trades', 'win_rate'],
+};
+
+export const TERMINAL_ORDER_STATES = new Set(['FILLED', 'CANCELED', 'CANCELLED', 'REJECTED', 'EXPIRED']);
+
+/** Why a payload was rejected; also the label of `dashboard_ingest_invalid_total`'s log line. */
+export class PayloadError extends Error {
+  readonly topic: string;
+  constructor(topic: string, message: string) {
+    super(message);
+    this.topic = topic;
+  }
+}
+
+export interface IngestOptions {
+  orderbookDepth: number;
+  tradesKept: number;
+  /** How long an order in a terminal state stays visible, in ms. */
+  terminalOrderRetention: number;
+  /** Largest payload accepted, in bytes. */
+  maxMessageSize: number;
+  now?: () => number;
+}
+
+export interface IngestCounters {
+  messages: Record<string, number>;
+  invalid: Record<string, number>;
+}
+
+function isIngestTopic(topic: string): topic is IngestTopic {
+  return (INGEST_TOPICS as readonly string[]).includes(topic);
+}
+
+function toNumber(value: unknown): number {
+  return typeof value === 'number' ? value : Number(value);
+}
+
+/** Copies a payload without null fields (a merge patch cannot carry a null value) and with numbers as numbers. */
+function normalize(payload: Record<string, unknown>, numericFields: readonly string[]): JsonObject {
+  const result: JsonObject = {};
+  for (const [key, value] of Object.entries(payload)) {
+    if (value !== null) result[key] = value as Json;
+  }
+  for (const field of numericFields) {
+    if (result[field] !== undefined) result[field] = toNumber(result[field]);
+  }
+  return result;
+}
+
+/**
+ * Turns backend payloads into state changes: validation, normalization and the per-topic rules (book depth,
+ * trades kept, terminal order retention). Knows nothing of Redis, so the backend poller can use it too.
+ */
+export class Ingest {
+  readonly counters: IngestCounters = { messages: {}, invalid: {} };
+  private readonly state: StateStore;
+  private readonly options: IngestOptions;
+  private readonly now: () => number;
+  /** Terminal orders by id, with the time they may be removed at; insertion order is expiry order. */
+  private readonly terminalOrders = new Map<string, number>();
+
+  constructor(state: StateStore, options: IngestOptions) {
+    this.state = state;
+    this.options = options;
+    this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * Validates and applies one message from a channel like `orderbook:BTCUSDT`.
+   * Throws PayloadError (and counts it) for anything invalid; nothing is applied then.
+   */
+  handleMessage(channel: string, payload: Buffer | string): void {
+    const colon = channel.indexOf(':');
+    const topic = colon === -1 ? channel : channel.slice(0, colon);
+    const label = isIngestTopic(topic) ? topic : 'unknown';
+    try {
+      if (!isIngestTopic(topic)) throw new PayloadError(label, `channel ${channel} is not an ingest topic`);
+      if (payload.length > this.options.maxMessageSize) {
+        throw new PayloadError(
+          topic,
+          `payload of ${payload.length} bytes exceeds ${this.options.maxMessageSize}`,
+        );
+      }
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
+      } catch {
+        throw new PayloadError(topic, 'payload is not JSON');
+      }
+      this.apply(topic, parsed, colon === -1 ? undefined : channel.slice(colon + 1));
+    } catch (error) {
+      this.counters.invalid[label] = (this.counters.invalid[label] ?? 0) + 1;
+      throw error;
+    }
+    this.counters.messages[topic] = (this.counters.messages[topic] ?? 0) + 1;
+  }
+
+  /** Validates and applies one parsed payload. `channelSuffix` supplies the symbol where the payload has none. */
+  apply(topic: IngestTopic, payload: unknown, channelSuffix?: string): void {
+    if (topic === 'orders' && envelopeChecker.Check(payload)) payload = payload.order;
+    const checker = checkers[topic];
+    if (!checker.Check(payload)) {
+      const error = checker.Errors(payload).First();
+      const where = error?.path ? `${error.path}: ` : '';
+      throw new PayloadError(topic, `invalid ${topic} payload: ${where}${error?.message ?? 'wrong shape'}`);
+    }
+    const record = normalize(payload as Record<string, unknown>, NUMERIC_FIELDS[topic]);
+    switch (topic) {
+      case 'market_data':
+        this.applyMarketData(record, channelSuffix);
+        return;
+      case 'orderbook':
+        this.applyOrderbook(record, channelSuffix);
+        return;
+      case 'trades':
+        this.applyTrade(record, channelSuffix);
+        return;
+      case 'orders':
+        this.applyOrder(record);
+        return;
+      case 'positions':
+        this.applyPosition(record);
+        return;
+      case 'account':
+        this.applyAccount(record);
+        return;
+      case 'strategies':
+        this.applyStrategy(record);
+        return;
+    }
+  }
+
+  /** Removes terminal orders whose retention has passed. Returns how many were removed. */
+  sweepTerminalOrders(): number {
+    const now = this.now();
+    let removed = 0;
+    for (const [orderId, expiresAt] of this.terminalOrders) {
+      if (expiresAt > now) break;
+      this.terminalOrders.delete(orderId);
+      this.state.delete('orders', orderId);
+      removed++;
+    }
+    return removed;
+  }
+
+  private symbolOf(record: JsonObject, channelSuffix: string | undefined, topic: IngestTopic): string {
+    const symbol = (record.symbol as string | undefined) ?? channelSuffix;
+    if (!symbol || !/^[A-Za-z0-9._-]{1,32}$/.test(symbol)) {
+      throw new PayloadError(topic, `${topic} payload has no symbol and its channel names none`);
+    }
+    return symbol.toUpperCase();
+  }
+
+  private applyMarketData(record: JsonObject, channelSuffix?: string): void {
+    const symbol = this.symbolOf(record, channelSuffix, 'market_data');
+    this.state.set('market_data', symbol, { ...record, symbol });
+  }
+
+  private applyOrderbook(record: JsonObject, channelSuffix?: string): void {
+    const symbol = this.symbolOf(record, channelSuffix, 'orderbook');
+    const depth = this.options.orderbookDepth;
+    const bids = bestLevels(record.bids as Record<string, Json>, depth, true);
+    const asks = bestLevels(record.asks as Record<string, Json>, depth, false);
+    this.state.set('orderbook', symbol, { ...record, symbol, bids, asks });
+  }
+
+  private applyTrade(record: JsonObject, channelSuffix?: string): void {
+    const symbol = this.symbolOf(record, channelSuffix, 'trades');
+    const trade: JsonObject = { ...record, symbol };
+    const previous = (this.state.get('trades', symbol) as JsonObject[] | undefined) ?? [];
+    const kept = previous.filter((t) => t.trade_id !== trade.trade_id);
+    // Newest first, by trade time; a late trade lands in its place rather than on top.
+    let index = 0;
+    while (index < kept.length && (kept[index].timestamp as number) > (trade.timestamp as number)) index++;
+    kept.splice(index, 0, trade);
+    if (kept.length > this.options.tradesKept) kept.length = this.options.tradesKept;
+    this.state.set('trades', symbol, kept);
+  }
+
+  private applyOrder(record: JsonObject): void {
+    const orderId = String(record.order_id);
+    const state = String(record.state).toUpperCase();
+    const order = { ...record, order_id: orderId, symbol: String(record.symbol).toUpperCase(), state };
+    this.terminalOrders.delete(orderId);
+    if (TERMINAL_ORDER_STATES.has(state)) {
+      this.terminalOrders.set(orderId, this.now() + this.options.terminalOrderRetention);
+    }
+    this.state.set('orders', orderId, order);
+  }
+
+  private applyPosition(record: JsonObject): void {
+    const symbol = String(record.symbol).toUpperCase();
+    if (record.quantity === 0) this.state.delete('positions', symbol);
+    else this.state.set('positions', symbol, { ...record, symbol });
+  }
+
+  private applyAccount(record: JsonObject): void {
+    if (record.balances !== undefined) {
+      const balances: JsonObject = {};
+      for (const [asset, amount] of Object.entries(record.balances as JsonObject))
+        balances[asset] = toNumber(amount);
+      record.balances = balances;
+    }
+    this.state.set('account', SINGLE, record);
+  }
+
+  private applyStrategy(record: JsonObject): void {
+    const id = String(record.id);
+    this.state.set('strategies', id, { ...record, id });
+  }
+}
+
+/** The best `depth` levels of a full book as `[[price, qty], …]`: bids descending, asks ascending; empty levels dropped. */
+export function bestLevels(book: Record<string, Json>, depth: number, descending: boolean): Json {
+  const levels: [number, number][] = [];
+  for (const [priceText, quantityValue] of Object.entries(book)) {
+    const price = Number(priceText);
+    const quantity = toNumber(quantityValue);
+    if (!Number.isFinite(price) || priceText.trim() === '') {
+      throw new PayloadError('orderbook', `orderbook price ${JSON.stringify(priceText)} is not a number`);
+    }
+    if (!(quantity > 0)) continue;
+    const better = (a: number, b: number) => (descending ? a > b : a < b);
+    if (levels.length === depth && !better(price, levels[depth - 1][0])) continue;
+    // Insertion into a short sorted list: cheaper than sorting a book of thousands of levels.
+    let index = levels.length;
+    while (index > 0 && better(price, levels[index - 1][0])) index--;
+    levels.splice(index, 0, [price, quantity]);
+    if (levels.length > depth) levels.pop();
+  }
+  return levels;
+}

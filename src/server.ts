@@ -1,0 +1,47 @@
+import { parseArgs } from 'node:util';
+import { buildApp } from './app.ts';
+import { ConfigError, loadConfig } from './config.ts';
+
+const { values } = parseArgs({
+  options: { config: { type: 'string', short: 'c' } },
+  allowPositionals: false,
+});
+const path =
+  values.config ?? process.env.DASHBOARD_CONFIG ?? new URL('../config.yaml', import.meta.url).pathname;
+
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig({ path, env: process.env });
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  process.stderr.write(`dashboard-server: ${error.message}\n`);
+  process.exit(1);
+}
+
+const app = await buildApp(config);
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) {
+    app.log.warn({ signal }, 'second signal: exiting now');
+    process.exit(1);
+  }
+  stopping = true;
+  app.log.info({ signal }, 'shutting down');
+  const timer = setTimeout(() => {
+    app.log.error('shutdown timed out; exiting');
+    process.exit(1);
+  }, config.server.shutdown_timeout);
+  timer.unref();
+  await app.close();
+  clearTimeout(timer);
+  process.exit(0);
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+process.on('SIGINT', () => void shutdown('SIGINT'));
+
+try {
+  await app.listen({ host: config.server.host, port: config.server.port });
+} catch (error) {
+  app.log.fatal({ err: error }, `cannot listen on ${config.server.host}:${config.server.port}`);
+  process.exit(1);
+}

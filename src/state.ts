@@ -1,0 +1,170 @@
+import { randomBytes } from 'node:crypto';
+import { type Json, type JsonObject, mergeDiff, UNCHANGED } from './merge-patch.ts';
+import { type Filter, filterIncludes, KEYED_TOPICS, TOPICS, type Topic } from './topics.ts';
+
+/** One applied change: which entity, and its value just before the change (undefined = it did not exist). */
+interface JournalEntry {
+  topic: Topic;
+  key: string;
+  before: Json | undefined;
+}
+
+/** The result of asking for changes since a sequence the journal no longer reaches. */
+export const TOO_OLD = Symbol('too_old');
+
+export interface StateOptions {
+  /** Most journal entries kept; a reader further behind gets a full snapshot instead of a diff. */
+  maxJournal?: number;
+  /** Clock, for `lastUpdate`. */
+  now?: () => number;
+}
+
+/** The key single-object topics (`account`, `system`) are stored under. */
+export const SINGLE = '';
+
+/**
+ * The aggregated state: entities keyed by (topic, key), a global sequence that rises by one per applied change,
+ * and a journal of what each change replaced, so that the diff since any recent sequence costs what changed,
+ * not the size of the state. Values are immutable: a change stores a new object, never edits the old one.
+ */
+export class StateStore {
+  readonly epoch: string = randomBytes(8).toString('hex');
+  readonly startedAt: number;
+  private readonly entities = new Map<Topic, Map<string, Json>>();
+  private readonly journal: JournalEntry[] = [];
+  /** Sequence of `journal[0]`. */
+  private journalFirstSeq = 1;
+  private sequenceValue = 0;
+  private lastUpdateAt: number | undefined;
+  private readonly maxJournal: number;
+  private readonly now: () => number;
+
+  constructor({ maxJournal = 1_000_000, now = Date.now }: StateOptions = {}) {
+    this.maxJournal = maxJournal;
+    this.now = now;
+    this.startedAt = now();
+    for (const topic of TOPICS) this.entities.set(topic, new Map());
+  }
+
+  get sequence(): number {
+    return this.sequenceValue;
+  }
+
+  get lastUpdate(): number | undefined {
+    return this.lastUpdateAt;
+  }
+
+  get(topic: Topic, key = SINGLE): Json | undefined {
+    return this.entities.get(topic)!.get(key);
+  }
+
+  keys(topic: Topic): IterableIterator<string> {
+    return this.entities.get(topic)!.keys();
+  }
+
+  /** Number of entities per topic. */
+  size(): Record<Topic, number> {
+    const sizes = {} as Record<Topic, number>;
+    for (const [topic, map] of this.entities) sizes[topic] = map.size;
+    return sizes;
+  }
+
+  /** Stores `value` as the entity (topic, key); `undefined` removes it. Returns the new sequence. */
+  set(topic: Topic, key: string, value: Json | undefined): number {
+    const map = this.entities.get(topic)!;
+    const before = map.get(key);
+    if (value === undefined) {
+      if (before === undefined) return this.sequenceValue;
+      map.delete(key);
+    } else {
+      map.set(key, value);
+    }
+    this.journal.push({ topic, key, before });
+    if (this.journal.length > this.maxJournal) this.dropJournal(this.journal.length - this.maxJournal);
+    this.lastUpdateAt = this.now();
+    this.sequenceValue += 1;
+    return this.sequenceValue;
+  }
+
+  delete(topic: Topic, key = SINGLE): number {
+    return this.set(topic, key, undefined);
+  }
+
+  /** The full view of a subscription set, as sent in a `state_update`. */
+  snapshot(filter: Filter): JsonObject {
+    const data: JsonObject = {};
+    for (const topic of TOPICS) {
+      const scope = filter.get(topic);
+      if (scope === undefined) continue;
+      const map = this.entities.get(topic)!;
+      if (!KEYED_TOPICS.has(topic)) {
+        const value = map.get(SINGLE);
+        if (value !== undefined) data[topic] = value;
+        continue;
+      }
+      const section: JsonObject = {};
+      if (scope === 'all') {
+        for (const [key, value] of map) section[key] = value;
+      } else {
+        for (const key of scope) {
+          const value = map.get(key);
+          if (value !== undefined) section[key] = value;
+        }
+      }
+      data[topic] = section;
+    }
+    return data;
+  }
+
+  /**
+   * The merge patch that turns the view of `filter` at sequence `since` into the view now: `undefined` when nothing
+   * in the view changed, TOO_OLD when the journal no longer reaches back to `since`.
+   */
+  changesSince(since: number, filter: Filter): JsonObject | undefined | typeof TOO_OLD {
+    if (since >= this.sequenceValue) return undefined;
+    if (since < this.journalFirstSeq - 1) return TOO_OLD;
+    // The first journal entry after `since` for an entity holds its value at `since`.
+    const valuesAtSince = new Map<Topic, Map<string, Json | undefined>>();
+    for (let index = since + 1 - this.journalFirstSeq; index < this.journal.length; index++) {
+      const { topic, key, before } = this.journal[index];
+      if (!filterIncludes(filter, topic, key)) continue;
+      let keys = valuesAtSince.get(topic);
+      if (keys === undefined) {
+        keys = new Map();
+        valuesAtSince.set(topic, keys);
+      }
+      if (!keys.has(key)) keys.set(key, before);
+    }
+    let patch: JsonObject | undefined;
+    for (const [topic, keys] of valuesAtSince) {
+      const map = this.entities.get(topic)!;
+      for (const [key, before] of keys) {
+        const change = mergeDiff(before, map.get(key));
+        if (change === UNCHANGED) continue;
+        patch ??= {};
+        if (KEYED_TOPICS.has(topic)) {
+          patch[topic] ??= {};
+          (patch[topic] as JsonObject)[key] = change;
+        } else {
+          patch[topic] = change;
+        }
+      }
+    }
+    return patch;
+  }
+
+  /** Forgets journal entries at or below `sequence`: no reader needs changes from before it. */
+  trimJournal(sequence: number): void {
+    const count = Math.min(sequence - this.journalFirstSeq + 1, this.journal.length);
+    if (count > 0) this.dropJournal(count);
+  }
+
+  get journalLength(): number {
+    return this.journal.length;
+  }
+
+  private dropJournal(count: number): void {
+    this.journal.splice(0, count);
+    this.journalFirstSeq += count;
+  }
+}
