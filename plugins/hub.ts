@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import websocket from '@fastify/websocket';
 import fp from 'fastify-plugin';
 import { Hub } from '../src/broadcaster.ts';
@@ -12,8 +13,19 @@ declare module 'fastify' {
 /** WebSocket support and the broadcaster behind /ws. */
 export default fp(
   async (fastify) => {
-    const { websocket: ws, broadcast } = fastify.config;
+    const { websocket: ws, broadcast, server } = fastify.config;
     await fastify.register(websocket, {
+      // At shutdown: tell every client why (1001) and give them until shutdown_timeout to close.
+      preClose: async () => {
+        hub.stop();
+        const signal = AbortSignal.timeout(server.shutdown_timeout);
+        const closed = [...fastify.websocketServer.clients].map((socket) =>
+          once(socket, 'close', { signal }),
+        );
+        hub.closeAll(1001, 'server shutting down');
+        await Promise.allSettled(closed);
+        for (const socket of fastify.websocketServer.clients) socket.terminate();
+      },
       options: {
         maxPayload: ws.max_message_size,
         // Per-connection zlib contexts cost more CPU and memory than the bandwidth they save here.
@@ -28,10 +40,6 @@ export default fp(
     });
     fastify.decorate('hub', hub);
     fastify.addHook('onReady', async () => hub.start());
-    fastify.addHook('preClose', async () => {
-      hub.stop();
-      hub.closeAll(1001, 'server shutting down');
-    });
   },
   { name: 'hub', dependencies: ['config', 'state'] },
 );

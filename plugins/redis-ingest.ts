@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import fp from 'fastify-plugin';
 import { Redis, type RedisOptions } from 'ioredis';
 import { PayloadError } from '../src/ingest.ts';
@@ -25,6 +26,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     redisIngest: {
       readonly info: RedisIngestStatus;
+      /** Emits `status` (with the new RedisStatus) and `loaded` (after each snapshot load). */
+      readonly events: EventEmitter;
       /** Why the hub is not ready, or undefined when it is. */
       notReadyReason(): string | undefined;
       /** Reloads the snapshot keys; resolves when done. */
@@ -63,6 +66,7 @@ export default fp(
       reconnects: 0,
     };
     const invalidLog = new LogThrottle(1000);
+    const events = new EventEmitter();
     let everReady = false;
     let closing = false;
 
@@ -71,6 +75,7 @@ export default fp(
       if (info.status === status) return;
       info.status = status;
       info.since = new Date().toISOString();
+      events.emit('status', status);
       const system = state.get('system') as JsonObject;
       state.set('system', SINGLE, { ...system, redis: { status, since: info.since } });
       if (status === 'up') {
@@ -144,6 +149,7 @@ export default fp(
         }
       }
       info.loaded = true;
+      events.emit('loaded');
       log.info({ keys }, 'redis: market data snapshot loaded');
     }
 
@@ -155,6 +161,7 @@ export default fp(
 
     fastify.decorate('redisIngest', {
       info,
+      events,
       notReadyReason() {
         if (info.status !== 'up')
           return `redis is ${info.status}${info.lastError ? `: ${info.lastError}` : ''}`;

@@ -3,15 +3,13 @@ import type { FastifyPluginAsync } from 'fastify';
 import { CLIENT_TYPES } from '../src/broadcaster.ts';
 import { FORMATS } from '../src/codec.ts';
 
+/** A string enum as plain JSON Schema `enum`, so a bad value gets one readable validation message. */
+const StringEnum = <T extends string>(values: readonly T[], defaultValue: T) =>
+  Type.Unsafe<T>({ type: 'string', enum: [...values], default: defaultValue });
+
 export const WsQuerySchema = Type.Object({
-  type: Type.Union(
-    CLIENT_TYPES.map((t) => Type.Literal(t)),
-    { default: 'web' },
-  ),
-  format: Type.Union(
-    FORMATS.map((f) => Type.Literal(f)),
-    { default: 'json' },
-  ),
+  type: StringEnum(CLIENT_TYPES, 'web'),
+  format: StringEnum(FORMATS, 'json'),
 });
 
 /** GET /ws: the upgrade; everything after it is the hub's (see docs/protocol.md). */

@@ -276,16 +276,18 @@ export function configFromDocument(
       max_message_size: parseSize(file.ingest.max_message_size),
     },
   };
+  const from = (key: string) => (sources.has(key) ? ` (from ${sources.get(key)})` : '');
   for (const [key, ms] of [
     ['broadcast.tui_interval', config.broadcast.tui_interval],
     ['broadcast.web_interval', config.broadcast.web_interval],
     ['websocket.ping_interval', config.websocket.ping_interval],
   ] as const) {
-    if (ms < 10) throw new ConfigError(`config: ${key} must be at least 10ms, got ${ms}ms`);
+    if (ms < 10) throw new ConfigError(`config: ${key} must be at least 10ms, got ${ms}ms${from(key)}`);
   }
   if (config.websocket.read_timeout <= config.websocket.ping_interval) {
+    const source = from('websocket.read_timeout') || from('websocket.ping_interval');
     throw new ConfigError(
-      `config: websocket.read_timeout must be longer than websocket.ping_interval, got ${config.websocket.read_timeout}ms <= ${config.websocket.ping_interval}ms`,
+      `config: websocket.read_timeout must be longer than websocket.ping_interval, got ${config.websocket.read_timeout}ms <= ${config.websocket.ping_interval}ms${source}`,
     );
   }
   return config;

@@ -27,10 +27,11 @@ async function shutdown(signal: string): Promise<void> {
   }
   stopping = true;
   app.log.info({ signal }, 'shutting down');
+  // The drain itself is bounded by shutdown_timeout; this is the backstop if closing Redis or HTTP hangs after it.
   const timer = setTimeout(() => {
     app.log.error('shutdown timed out; exiting');
     process.exit(1);
-  }, config.server.shutdown_timeout);
+  }, config.server.shutdown_timeout + 5000);
   timer.unref();
   await app.close();
   clearTimeout(timer);

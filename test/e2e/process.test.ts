@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { connectClient } from '../helpers/client.ts';
+import { freePort, TestRedis } from '../helpers/redis.ts';
+
+const root = new URL('../..', import.meta.url).pathname;
+const server = join(root, 'src/server.ts');
+
+function run(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [server, ...args], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk;
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk;
+  });
+  const exited = once(child, 'exit').then(([code]) => ({ code: code as number, stdout, stderr }));
+  return { child, exited, output: () => stdout };
+}
+
+function configFile(text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'dashboard-config-'));
+  const path = join(dir, 'config.yaml');
+  writeFileSync(path, text);
+  return path;
+}
+
+describe('config errors stop the service with one line naming the key', () => {
+  const cases: [string, string[], Record<string, string>, RegExp][] = [
+    ['wrong type', ['--config', configFile('server:\n  port: abc\n')], {}, /server\.port/],
+    [
+      'unknown key',
+      ['--config', configFile('websocket:\n  max_clients_typo: 5\n')],
+      {},
+      /unknown key websocket\.max_clients_typo/,
+    ],
+    [
+      'bad duration',
+      ['--config', configFile('broadcast:\n  tui_interval: fast\n')],
+      {},
+      /broadcast\.tui_interval.*"fast"/,
+    ],
+    [
+      'bad env override',
+      [],
+      { DASHBOARD_BROADCAST__WEB_INTERVAL: '10 parsecs' },
+      /broadcast\.web_interval.*DASHBOARD_BROADCAST__WEB_INTERVAL/,
+    ],
+    ['missing file', ['--config', '/nonexistent/config.yaml'], {}, /cannot read \/nonexistent\/config\.yaml/],
+    ['file from DASHBOARD_CONFIG', [], { DASHBOARD_CONFIG: configFile('redis:\n  db: 99\n') }, /redis\.db/],
+  ];
+  for (const [name, args, env, pattern] of cases) {
+    test(name, async () => {
+      const { code, stderr, stdout } = await run(args, env).exited;
+      assert.equal(code, 1);
+      const lines = stderr.trim().split('\n');
+      assert.equal(lines.length, 1, `expected one line, got: ${stderr}`);
+      assert.match(lines[0], pattern);
+      assert.doesNotMatch(stderr, /\s+at /, 'no stack trace');
+      assert.equal(stdout, '');
+    });
+  }
+});
+
+describe('a running service', () => {
+  let redis: TestRedis;
+  before(async () => {
+    redis = await TestRedis.start();
+  });
+  after(async () => {
+    await redis.kill();
+  });
+
+  test('starts on the default config with env overrides, and SIGTERM closes clients with 1001 and exits 0', async () => {
+    const port = await freePort();
+    const service = run([], {
+      DASHBOARD_SERVER__PORT: String(port),
+      DASHBOARD_SERVER__HOST: '127.0.0.1',
+      DASHBOARD_REDIS__URL: redis.url,
+    });
+    // Wait for the listening log line rather than polling the port.
+    await new Promise<void>((resolve, reject) => {
+      service.child.stdout.on('data', () => {
+        if (service.output().includes('Server listening')) resolve();
+      });
+      service.child.once('exit', () => reject(new Error(`exited early: ${service.output()}`)));
+    });
+    const client = await connectClient(`http://127.0.0.1:${port}`);
+    await client.subscribe(['system']);
+    const closed = client.closed();
+    service.child.kill('SIGTERM');
+    const { code, reason } = await closed;
+    assert.equal(code, 1001);
+    assert.equal(reason, 'server shutting down');
+    const result = await service.exited;
+    assert.equal(result.code, 0);
+    assert.match(result.stdout, /"msg":"shutting down"/);
+  });
+});

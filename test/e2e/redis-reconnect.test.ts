@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { Redis } from 'ioredis';
+import type { DashboardClient, JsonObject } from '../../src/client.ts';
+import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
+import { connectClient, viewWhere } from '../helpers/client.ts';
+import { TestRedis } from '../helpers/redis.ts';
+
+let redis: TestRedis;
+let running: RunningApp;
+let client: DashboardClient;
+
+const redisStatus = (d: JsonObject) => ((d.system as JsonObject).redis as JsonObject).status;
+const price = (d: JsonObject, symbol: string) =>
+  ((d.market_data as JsonObject)[symbol] as JsonObject | undefined)?.last_price;
+
+before(async () => {
+  redis = await TestRedis.start();
+  running = await startApp(redis.url);
+  await waitReady(running.app);
+  client = await connectClient(running.url, { type: 'tui' });
+  await client.subscribe(['system', 'market_data']);
+});
+after(async () => {
+  client.close();
+  await running.close();
+  await redis.kill();
+});
+
+describe('Redis connection loss', () => {
+  test('a cut subscriber connection is re-established and the snapshot keys reloaded', async () => {
+    const admin: Redis = redis.client();
+    // Written to the key only, never published: the hub can learn it only by reloading after the reconnect.
+    await admin.set('market_data:AVAXUSDT', JSON.stringify({ last_price: 35.5 }));
+    const killed = await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    assert.equal(killed, 1);
+    await viewWhere(client, (d) => price(d, 'AVAXUSDT') === 35.5);
+    assert.equal(running.app.redisIngest.info.reconnects, 1);
+    // Subscribed again, exactly once: one publish is one message.
+    const before = running.app.ingest.counters.messages.market_data ?? 0;
+    const receivers = await admin.publish('market_data:AVAXUSDT', JSON.stringify({ last_price: 36 }));
+    assert.equal(receivers, 1);
+    await viewWhere(client, (d) => price(d, 'AVAXUSDT') === 36);
+    assert.equal(running.app.ingest.counters.messages.market_data, before + 1);
+    admin.disconnect();
+  });
+
+  test('Redis down: clients keep the last state and see system.redis down; it recovers when Redis returns', async () => {
+    const downSeen = viewWhere(client, (d) => redisStatus(d) === 'down');
+    await redis.kill();
+    await downSeen;
+    assert.equal(price(client.view.data, 'AVAXUSDT'), 36);
+    const ready = await fetch(`${running.url}/ready`);
+    assert.equal(ready.status, 503);
+    // A client connecting during the outage still gets the last known state.
+    const late = await connectClient(running.url);
+    const snapshot = await late.subscribe(['market_data']);
+    assert.equal(price(snapshot.data, 'AVAXUSDT'), 36);
+    late.close();
+
+    await redis.restart();
+    await waitReady(running.app, 15_000);
+    await viewWhere(client, (d) => redisStatus(d) === 'up', 15_000);
+    const publisher = redis.client();
+    await publisher.publish('market_data:AVAXUSDT', JSON.stringify({ last_price: 40 }));
+    await viewWhere(client, (d) => price(d, 'AVAXUSDT') === 40);
+    assert.equal((await fetch(`${running.url}/ready`)).status, 200);
+    publisher.disconnect();
+  });
+});
