@@ -192,7 +192,7 @@ export class Hub {
           subscriptions: [...client.subscriptions],
           sequence: this.state.sequence,
         });
-        this.sendSnapshot(client);
+        if (client.group) this.sendSnapshot(client);
         return;
       }
       case 'unsubscribe': {
