@@ -191,7 +191,11 @@ describe('live data path', () => {
 
   test('a client with no subscription receives nothing but replies', async () => {
     const raw = await rawSocket(running.url, 'type=tui');
-    await publish('market_data:BTCUSDT', { last_price: 1 });
+    const subscribed = await client({ type: 'tui' });
+    await subscribed.subscribe(['market_data:NOSUB']);
+    await publish('market_data:NOSUB', { last_price: 1 });
+    // The subscribed client got the change, so the tick that would have reached the raw socket has passed.
+    await viewWhere(subscribed, (d) => price(d, 'NOSUB') === 1);
     raw.socket.send(JSON.stringify({ action: 'ping' }));
     const reply = await raw.nextMessage(0);
     assert.equal(reply.type, 'pong');
