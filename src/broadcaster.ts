@@ -159,21 +159,17 @@ export class Hub {
     this.leaveGroup(client);
   }
 
-  /** Handles one frame from a client; a failure closes that client only. */
+  /** Handles one frame from a client; an unexpected failure closes that client only. */
   receive(client: HubClient, data: Buffer, binary: boolean): void {
     client.lastSeenAt = this.now();
-    let command: Command;
     try {
-      command = parseClientMessage(data, binary);
+      this.execute(client, parseClientMessage(data, binary));
     } catch (error) {
-      if (!(error instanceof ProtocolError)) throw error;
-      this.stats.rejectedMessages[error.code] = (this.stats.rejectedMessages[error.code] ?? 0) + 1;
-      this.reply(client, { type: 'error', code: error.code, message: error.message });
-      return;
-    }
-    try {
-      this.execute(client, command);
-    } catch (error) {
+      if (error instanceof ProtocolError) {
+        this.stats.rejectedMessages[error.code] = (this.stats.rejectedMessages[error.code] ?? 0) + 1;
+        this.reply(client, { type: 'error', code: error.code, message: error.message });
+        return;
+      }
       this.options.logger.error(
         { err: error, client: client.id },
         'client handler failed; closing that client',

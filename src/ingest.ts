@@ -17,6 +17,7 @@ export const INGEST_TOPICS = [
 export type IngestTopic = (typeof INGEST_TOPICS)[number];
 
 const NUMERIC_STRING = '^-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?$';
+const DECIMAL = new RegExp(NUMERIC_STRING);
 /** Some backends send decimals as strings: both are accepted, numbers are stored. */
 const Num = Type.Union([Type.Number(), Type.String({ pattern: NUMERIC_STRING })]);
 const OptNum = Type.Optional(Type.Union([Num, Type.Null()]));
@@ -153,12 +154,22 @@ function toNumber(value: unknown): number {
   return typeof value === 'number' ? value : Number(value);
 }
 
-/** Copies a payload without null fields (a merge patch cannot carry a null value) and with numbers as numbers. */
-function normalize(payload: Record<string, unknown>, numericFields: readonly string[]): JsonObject {
+/** Drops null fields at every depth of objects: a merge patch cannot carry a null value. */
+function withoutNulls(value: Record<string, unknown>): JsonObject {
   const result: JsonObject = {};
-  for (const [key, value] of Object.entries(payload)) {
-    if (value !== null) result[key] = value as Json;
+  for (const [key, field] of Object.entries(value)) {
+    if (field === null) continue;
+    result[key] =
+      typeof field === 'object' && !Array.isArray(field)
+        ? withoutNulls(field as Record<string, unknown>)
+        : (field as Json);
   }
+  return result;
+}
+
+/** Copies a payload without null fields and with numbers as numbers. */
+function normalize(payload: Record<string, unknown>, numericFields: readonly string[]): JsonObject {
+  const result = withoutNulls(payload);
   for (const field of numericFields) {
     if (result[field] !== undefined) result[field] = toNumber(result[field]);
   }
@@ -193,11 +204,9 @@ export class Ingest {
     const label = isIngestTopic(topic) ? topic : 'unknown';
     try {
       if (!isIngestTopic(topic)) throw new PayloadError(label, `channel ${channel} is not an ingest topic`);
-      if (payload.length > this.options.maxMessageSize) {
-        throw new PayloadError(
-          topic,
-          `payload of ${payload.length} bytes exceeds ${this.options.maxMessageSize}`,
-        );
+      const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+      if (size > this.options.maxMessageSize) {
+        throw new PayloadError(topic, `payload of ${size} bytes exceeds ${this.options.maxMessageSize}`);
       }
       let parsed: unknown;
       try {
@@ -286,10 +295,12 @@ export class Ingest {
     const symbol = this.symbolOf(record, channelSuffix, 'trades');
     const trade: JsonObject = { ...record, symbol };
     const previous = (this.state.get('trades', symbol) as JsonObject[] | undefined) ?? [];
-    const kept = previous.filter((t) => t.trade_id !== trade.trade_id);
+    const kept = previous.filter((t) => String(t.trade_id) !== String(trade.trade_id));
     // Newest first, by trade time; a late trade lands in its place rather than on top.
     let index = 0;
     while (index < kept.length && (kept[index].timestamp as number) > (trade.timestamp as number)) index++;
+    // A trade older than every kept one, on a full list, changes nothing.
+    if (index >= this.options.tradesKept) return;
     kept.splice(index, 0, trade);
     if (kept.length > this.options.tradesKept) kept.length = this.options.tradesKept;
     this.state.set('trades', symbol, kept);
@@ -334,7 +345,7 @@ export function bestLevels(book: Record<string, Json>, depth: number, descending
   for (const [priceText, quantityValue] of Object.entries(book)) {
     const price = Number(priceText);
     const quantity = toNumber(quantityValue);
-    if (!Number.isFinite(price) || priceText.trim() === '') {
+    if (!DECIMAL.test(priceText) || !Number.isFinite(price)) {
       throw new PayloadError('orderbook', `orderbook price ${JSON.stringify(priceText)} is not a number`);
     }
     if (!(quantity > 0)) continue;

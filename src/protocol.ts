@@ -8,13 +8,16 @@ export const MAX_SUBSCRIPTIONS = 100;
 
 const Names = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: MAX_SUBSCRIPTIONS });
 
-/** Messages a client sends. The `type`/`channels` forms are what the existing web UI sends. */
-export const ClientMessageSchema = Type.Union([
+/** Messages a client sends, in the documented `action` form. */
+export const ActionMessageSchema = Type.Union([
   Type.Object({
     action: Type.Union([Type.Literal('subscribe'), Type.Literal('unsubscribe')]),
     subscriptions: Names,
   }),
   Type.Object({ action: Type.Union([Type.Literal('resync'), Type.Literal('ping')]) }),
+]);
+/** The same messages in the form the existing web UI sends (`type` and `channels`). */
+export const WebUiMessageSchema = Type.Union([
   Type.Object({
     type: Type.Union([Type.Literal('subscribe'), Type.Literal('unsubscribe')]),
     channels: Names,
@@ -24,8 +27,10 @@ export const ClientMessageSchema = Type.Union([
     channels: Type.Optional(Names),
   }),
 ]);
-export type ClientMessage = Static<typeof ClientMessageSchema>;
-const checker = TypeCompiler.Compile(ClientMessageSchema);
+export type ActionMessage = Static<typeof ActionMessageSchema>;
+export type WebUiMessage = Static<typeof WebUiMessageSchema>;
+const actionChecker = TypeCompiler.Compile(ActionMessageSchema);
+const webUiChecker = TypeCompiler.Compile(WebUiMessageSchema);
 
 export type Command =
   | { action: 'subscribe' | 'unsubscribe'; subscriptions: string[] }
@@ -56,10 +61,11 @@ export function parseClientMessage(data: Buffer | string, binary: boolean): Comm
       binary ? 'frame is not valid MessagePack' : 'frame is not valid JSON',
     );
   }
+  // A message with an `action` is read in that form only, whatever else it carries.
+  const hasAction = typeof message === 'object' && message !== null && 'action' in message;
+  const checker = hasAction ? actionChecker : webUiChecker;
   if (!checker.Check(message)) {
-    const verb =
-      (message as { action?: unknown; type?: unknown } | null)?.action ??
-      (message as { type?: unknown } | null)?.type;
+    const verb = (message as Record<string, unknown> | null)?.[hasAction ? 'action' : 'type'];
     if (typeof verb === 'string' && !KNOWN_ACTIONS.has(verb)) {
       throw new ProtocolError('unknown_action', `unknown action ${JSON.stringify(verb.slice(0, 64))}`);
     }
@@ -67,16 +73,20 @@ export function parseClientMessage(data: Buffer | string, binary: boolean): Comm
     const detail = error ? `${error.path || 'message'}: ${error.message}` : 'wrong shape';
     throw new ProtocolError('invalid_message', `invalid message (${detail}); see docs/protocol.md`);
   }
-  const verb = 'action' in message ? message.action : message.type;
+  const command: { verb: string; names?: string[] } = hasAction
+    ? {
+        verb: (message as ActionMessage).action,
+        names: (message as { subscriptions?: string[] }).subscriptions,
+      }
+    : { verb: (message as WebUiMessage).type, names: (message as WebUiMessage).channels };
+  const { verb, names } = command;
   if (verb === 'subscribe' || verb === 'unsubscribe') {
-    const names =
-      'subscriptions' in message ? message.subscriptions : (message as { channels: string[] }).channels;
     try {
-      return { action: verb, subscriptions: [...new Set(names.map(validateSubscription))] };
+      return { action: verb, subscriptions: [...new Set(names!.map(validateSubscription))] };
     } catch (error) {
       if (error instanceof TopicError) throw new ProtocolError('unknown_topic', error.message);
       throw error;
     }
   }
-  return { action: verb === 'refresh' ? 'resync' : verb };
+  return { action: verb === 'refresh' || verb === 'resync' ? 'resync' : 'ping' };
 }

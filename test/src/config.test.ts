@@ -203,15 +203,14 @@ describe('configFromDocument: environment overrides', () => {
     assert.doesNotMatch(message, /DASHBOARD_/);
   });
 
-  // Fails with the current src/config.ts: the range checks done after schema validation
-  // (minimum interval, read_timeout > ping_interval) do not mention where the value came from.
+  // The range checks done after schema validation (minimum interval, read_timeout > ping_interval)
+  // must name the variable too.
   test('an interval below 10ms from the environment names the variable', () => {
     const message = configError(() => fromDoc({}, { DASHBOARD_BROADCAST__TUI_INTERVAL: '5ms' }));
     assert.match(message, /broadcast\.tui_interval/);
     assert.match(message, /DASHBOARD_BROADCAST__TUI_INTERVAL/);
   });
 
-  // Fails with the current src/config.ts, for the same reason.
   test('a read_timeout not above ping_interval from the environment names the variable', () => {
     const message = configError(() => fromDoc({}, { DASHBOARD_WEBSOCKET__READ_TIMEOUT: '30s' }));
     assert.match(message, /websocket\.read_timeout/);
