@@ -17,6 +17,7 @@ export default fp(
     await fastify.register(websocket, {
       // At shutdown: tell every client why (1001) and give them until shutdown_timeout to close.
       preClose: async () => {
+        fastify.access.draining = true;
         hub.stop();
         const signal = AbortSignal.timeout(server.shutdown_timeout);
         const closed = [...fastify.websocketServer.clients].map((socket) =>
@@ -30,6 +31,8 @@ export default fp(
         maxPayload: ws.max_message_size,
         // Per-connection zlib contexts cost more CPU and memory than the bandwidth they save here.
         perMessageDeflate: false,
+        // A browser sends its token as the subprotocol pair `bearer, <jwt>`; the handshake must select `bearer`.
+        handleProtocols: (protocols: Set<string>) => (protocols.has('bearer') ? 'bearer' : false),
       },
     });
     const hub = new Hub(fastify.state, {
@@ -37,9 +40,18 @@ export default fp(
       pingInterval: ws.ping_interval,
       readTimeout: ws.read_timeout,
       logger: fastify.log,
+      maxSubscriptions: ws.max_subscriptions,
+      rateLimit: {
+        messagesPerSecond: ws.rate_limit.messages_per_second,
+        burst: ws.rate_limit.burst,
+        maxViolations: ws.rate_limit.max_violations,
+        window: ws.rate_limit.window,
+      },
+      mayRead: fastify.auth.mayRead,
+      verifyToken: fastify.auth.enabled ? fastify.auth.verify : undefined,
     });
     fastify.decorate('hub', hub);
     fastify.addHook('onReady', async () => hub.start());
   },
-  { name: 'hub', dependencies: ['config', 'state'] },
+  { name: 'hub', dependencies: ['config', 'state', 'auth'] },
 );

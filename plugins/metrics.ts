@@ -1,3 +1,4 @@
+import type { RouteOptions } from 'fastify';
 import metricsPlugin from 'fastify-metrics';
 import fp from 'fastify-plugin';
 import { CLIENT_TYPES } from '../src/broadcaster.ts';
@@ -6,7 +7,8 @@ import { CLIENT_TYPES } from '../src/broadcaster.ts';
 export default fp(
   async (fastify) => {
     await fastify.register(metricsPlugin.default, {
-      endpoint: '/metrics',
+      // fastify-metrics supplies the handler; the route options add the operations access check.
+      endpoint: { url: '/metrics', method: 'GET', logLevel: 'warn', ...fastify.access.ops } as RouteOptions,
       // Each app registers its metrics anew (several apps are built in one test process).
       clearRegisterOnInit: true,
       routeMetrics: { enabled: { histogram: true, summary: false } },
@@ -97,5 +99,5 @@ export default fp(
     });
     hub.onTick = (type, seconds) => duration.observe({ client_type: type }, seconds);
   },
-  { name: 'metrics', dependencies: ['hub', 'state', 'redis-ingest'] },
+  { name: 'metrics', dependencies: ['hub', 'state', 'redis-ingest', 'access'] },
 );

@@ -2,12 +2,13 @@ import type { FastifyPluginAsync } from 'fastify';
 
 /** GET /debug: counters an operator reads with curl; never the state itself. */
 const debugRoute: FastifyPluginAsync = async (fastify) => {
-  fastify.get('/debug', async () => {
+  fastify.get('/debug', fastify.access.ops, async () => {
     const { hub, state, ingest, redisIngest } = fastify;
     const lastUpdate = state.lastUpdate;
     return {
       clients: hub.clients.size,
       clients_by_type: hub.clientsByType(),
+      users: hub.users,
       groups: hub.groupCount,
       state_size: state.size(),
       uptime: Math.round((Date.now() - state.startedAt) / 1000),

@@ -16,8 +16,12 @@ export const WsQuerySchema = Type.Object({
 const wsRoute: FastifyPluginAsync = async (fastify) => {
   fastify
     .withTypeProvider<TypeBoxTypeProvider>()
-    .get('/ws', { websocket: true, schema: { querystring: WsQuerySchema } }, (socket, request) => {
-      fastify.hub.connect(socket, request.query.type, request.query.format);
-    });
+    .get(
+      '/ws',
+      { ...fastify.access.upgrade, websocket: true, schema: { querystring: WsQuerySchema } },
+      (socket, request) => {
+        fastify.hub.connect(socket, request.query.type, request.query.format, request.principal);
+      },
+    );
 };
 export default wsRoute;

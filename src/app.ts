@@ -1,4 +1,6 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import accessPlugin from '../plugins/access.ts';
+import authPlugin from '../plugins/auth.ts';
 import configPlugin from '../plugins/config.ts';
 import hubPlugin from '../plugins/hub.ts';
 import metricsPlugin from '../plugins/metrics.ts';
@@ -8,6 +10,7 @@ import stateRoute from '../routes/api/state.ts';
 import debugRoute from '../routes/debug.ts';
 import healthRoutes from '../routes/health.ts';
 import wsRoute from '../routes/ws.ts';
+import { redactTokenInUrl } from './access.ts';
 import type { Config } from './config.ts';
 
 export interface BuildOptions {
@@ -31,7 +34,9 @@ export async function buildApp(config: Config, { logger }: BuildOptions = {}): P
   await app.register(configPlugin, { config });
   await app.register(statePlugin);
   await app.register(redisIngestPlugin);
+  await app.register(authPlugin);
   await app.register(hubPlugin);
+  await app.register(accessPlugin);
   await app.register(metricsPlugin);
   await app.register(healthRoutes);
   await app.register(debugRoute);

@@ -1,3 +1,4 @@
+import { type Principal, TokenBucket } from './access.ts';
 import { encode, type Format, isBinary } from './codec.ts';
 import { type Command, ProtocolError, parseClientMessage } from './protocol.ts';
 import { type StateStore, TOO_OLD } from './state.ts';
@@ -32,8 +33,26 @@ export interface HubOptions {
   /** A client silent for longer than this (no pong, no message), in ms, is terminated. */
   readTimeout: number;
   logger: HubLogger;
+  /** Most subscription names one client may hold. */
+  maxSubscriptions: number;
+  /** Per-socket message rate: over it a message gets `rate_limited`; more than `maxViolations` in `window` ms closes 4029. */
+  rateLimit: { messagesPerSecond: number; burst: number; maxViolations: number; window: number };
+  /** Whether a principal may read a subscription; everything when absent. */
+  mayRead?: (principal: Principal, subscription: string) => boolean;
+  /** Verifies a fresh token sent with `{"action":"auth"}`; throws an error with a `code` when it is not valid. */
+  verifyToken?: (token: string) => Principal;
   now?: () => number;
 }
+
+/** Close codes the hub sends (see docs/protocol.md). 4000–4499: reconnect; 4500–4999: do not. */
+export const CloseCode = {
+  GOING_AWAY: 1001,
+  INTERNAL_ERROR: 1011,
+  TOKEN_EXPIRED: 4001,
+  RATE_LIMITED: 4029,
+} as const;
+
+const ANONYMOUS: Principal = { userId: 'anonymous', role: '*', expiresAt: undefined };
 
 /** One connected client. */
 export class HubClient {
@@ -49,12 +68,28 @@ export class HubClient {
   group: Group | undefined;
   lastSeenAt: number;
   readonly connectedAt: number;
+  principal: Principal;
+  readonly bucket: TokenBucket;
+  /** Rate-limit violations in the current window, and when that window started. */
+  violations = 0;
+  violationWindowStart = 0;
+  expiryTimer: NodeJS.Timeout | undefined;
 
-  constructor(id: number, type: ClientType, format: Format, socket: ClientSocket, now: number) {
+  constructor(
+    id: number,
+    type: ClientType,
+    format: Format,
+    socket: ClientSocket,
+    principal: Principal,
+    bucket: TokenBucket,
+    now: number,
+  ) {
     this.id = id;
     this.type = type;
     this.format = format;
     this.socket = socket;
+    this.principal = principal;
+    this.bucket = bucket;
     this.lastSeenAt = now;
     this.connectedAt = now;
   }
@@ -106,6 +141,8 @@ export class Hub {
     disconnects: {},
   };
   private readonly groups = new Map<string, Group>();
+  /** Open sockets per user, for websocket.max_clients_per_user. */
+  private readonly perUser = new Map<string, number>();
   private readonly state: StateStore;
   private readonly options: HubOptions;
   private readonly now: () => number;
@@ -142,10 +179,24 @@ export class Hub {
     return this.groups.size;
   }
 
+  /** Open sockets of one user. */
+  clientCount(userId: string): number {
+    return this.perUser.get(userId) ?? 0;
+  }
+
   /** Registers a socket and wires its events. Must be called synchronously in the upgrade handler. */
-  connect(socket: ClientSocket, type: ClientType, format: Format): HubClient {
-    const client = new HubClient(this.nextId++, type, format, socket, this.now());
+  connect(
+    socket: ClientSocket,
+    type: ClientType,
+    format: Format,
+    principal: Principal = ANONYMOUS,
+  ): HubClient {
+    const { messagesPerSecond, burst } = this.options.rateLimit;
+    const bucket = new TokenBucket(messagesPerSecond, burst);
+    const client = new HubClient(this.nextId++, type, format, socket, principal, bucket, this.now());
     this.clients.add(client);
+    this.perUser.set(principal.userId, this.clientCount(principal.userId) + 1);
+    this.scheduleExpiry(client);
     socket.on('message', (data, binary) => this.receive(client, data, binary));
     socket.on('pong', () => {
       client.lastSeenAt = this.now();
@@ -156,31 +207,89 @@ export class Hub {
 
   disconnect(client: HubClient): void {
     if (!this.clients.delete(client)) return;
+    clearTimeout(client.expiryTimer);
+    const userId = client.principal.userId;
+    const remaining = this.clientCount(userId) - 1;
+    if (remaining > 0) this.perUser.set(userId, remaining);
+    else this.perUser.delete(userId);
     this.leaveGroup(client);
+  }
+
+  /** Closes the socket with 4001 when its token expires, unless a fresh token arrives first. */
+  private scheduleExpiry(client: HubClient): void {
+    clearTimeout(client.expiryTimer);
+    const expiresAt = client.principal.expiresAt;
+    if (expiresAt === undefined) return;
+    // setTimeout holds at most ~24.8 days; a token valid longer is checked again then.
+    const delay = Math.min(Math.max(0, expiresAt - this.now()), 2 ** 31 - 1);
+    client.expiryTimer = setTimeout(() => {
+      if (this.now() >= expiresAt) this.close(client, CloseCode.TOKEN_EXPIRED, 'token_expired');
+      else this.scheduleExpiry(client);
+    }, delay);
+  }
+
+  /** Takes a token from the client's bucket; over the limit too often within the window closes it (4029). */
+  private withinRate(client: HubClient): boolean {
+    if (client.bucket.take()) return true;
+    const { maxViolations, window } = this.options.rateLimit;
+    const now = this.now();
+    if (now - client.violationWindowStart > window) {
+      client.violationWindowStart = now;
+      client.violations = 0;
+    }
+    client.violations++;
+    if (client.violations > maxViolations) {
+      this.close(client, CloseCode.RATE_LIMITED, 'rate_limited');
+    } else {
+      this.reject(client, new ProtocolError('rate_limited', 'too many messages; this one was ignored'));
+    }
+    return false;
+  }
+
+  private reject(client: HubClient, error: ProtocolError): void {
+    this.stats.rejectedMessages[error.code] = (this.stats.rejectedMessages[error.code] ?? 0) + 1;
+    this.reply(client, { type: 'error', code: error.code, message: error.message });
   }
 
   /** Handles one frame from a client; an unexpected failure closes that client only. */
   receive(client: HubClient, data: Buffer, binary: boolean): void {
     client.lastSeenAt = this.now();
+    if (!this.withinRate(client)) return;
     try {
       this.execute(client, parseClientMessage(data, binary));
     } catch (error) {
       if (error instanceof ProtocolError) {
-        this.stats.rejectedMessages[error.code] = (this.stats.rejectedMessages[error.code] ?? 0) + 1;
-        this.reply(client, { type: 'error', code: error.code, message: error.message });
+        this.reject(client, error);
         return;
       }
       this.options.logger.error(
         { err: error, client: client.id },
         'client handler failed; closing that client',
       );
-      this.close(client, 1011, 'internal_error');
+      this.close(client, CloseCode.INTERNAL_ERROR, 'internal_error');
     }
   }
 
   execute(client: HubClient, command: Command): void {
     switch (command.action) {
       case 'subscribe': {
+        const { mayRead } = this.options;
+        const forbidden = mayRead
+          ? command.subscriptions.filter((name) => !mayRead(client.principal, name))
+          : [];
+        if (forbidden.length > 0) {
+          throw new ProtocolError(
+            'forbidden_topic',
+            `role ${client.principal.role} may not subscribe to ${forbidden.join(', ')}; nothing was added`,
+          );
+        }
+        const added = command.subscriptions.filter((name) => !client.subscriptions.has(name)).length;
+        if (client.subscriptions.size + added > this.options.maxSubscriptions) {
+          throw new ProtocolError(
+            'too_many_subscriptions',
+            `at most ${this.options.maxSubscriptions} subscriptions per connection; nothing was added`,
+          );
+        }
         for (const name of command.subscriptions) client.subscriptions.add(name);
         this.joinGroup(client);
         this.reply(client, {
@@ -208,6 +317,49 @@ export class Hub {
       case 'ping':
         this.reply(client, { type: 'pong', timestamp: new Date(this.now()).toISOString() });
         return;
+      case 'auth':
+        this.refreshToken(client, command.token);
+        return;
+    }
+  }
+
+  /** A fresh token for the same user extends the session; anything else leaves it as it was. */
+  private refreshToken(client: HubClient, token: string): void {
+    if (!this.options.verifyToken) {
+      this.reply(client, { type: 'authenticated', user_id: client.principal.userId, expires_at: null });
+      return;
+    }
+    let principal: Principal;
+    try {
+      principal = this.options.verifyToken(token);
+    } catch (error) {
+      throw new ProtocolError(
+        'invalid_token',
+        `token refused: ${(error as Error).message}; the session is unchanged`,
+      );
+    }
+    if (principal.userId !== client.principal.userId) {
+      throw new ProtocolError('invalid_token', 'token is for another user; the session is unchanged');
+    }
+    client.principal = principal;
+    this.scheduleExpiry(client);
+    // A new role may allow less: drop what it no longer allows.
+    const { mayRead } = this.options;
+    const dropped = mayRead ? [...client.subscriptions].filter((name) => !mayRead(principal, name)) : [];
+    for (const name of dropped) client.subscriptions.delete(name);
+    this.reply(client, {
+      type: 'authenticated',
+      user_id: principal.userId,
+      expires_at: principal.expiresAt === undefined ? null : new Date(principal.expiresAt).toISOString(),
+    });
+    if (dropped.length > 0) {
+      this.joinGroup(client);
+      this.reply(client, {
+        type: 'unsubscribed',
+        subscriptions: [...client.subscriptions],
+        sequence: this.state.sequence,
+      });
+      if (client.group) this.sendSnapshot(client);
     }
   }
 
@@ -247,6 +399,11 @@ export class Hub {
   /** Closes every client with `code`, e.g. 1001 at shutdown. */
   closeAll(code: number, reason: string): void {
     for (const client of [...this.clients]) this.close(client, code, reason);
+  }
+
+  /** Users and their open socket counts, for /debug. */
+  get users(): number {
+    return this.perUser.size;
   }
 
   private broadcastGroup(group: Group, sequence: number): void {

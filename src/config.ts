@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { parse as parseYaml } from 'yaml';
@@ -24,6 +25,33 @@ const Size = (defaultValue: string) =>
   });
 
 const topicPrefixes = TOPICS.filter((t) => t !== 'system').join('|');
+
+export const JWT_ALGORITHMS = [
+  'HS256',
+  'HS384',
+  'HS512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+] as const;
+export type JwtAlgorithm = (typeof JWT_ALGORITHMS)[number];
+/** `https://app.example.com`, `http://localhost:3000`, or `https://*.example.com`. */
+const ORIGIN_PATTERN = '^https?://(\\*\\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$';
+const CIDR_PATTERN = '^[0-9A-Fa-f:.]+/[0-9]{1,3}$';
+const TopicOrWildcard = Type.Union([...TOPICS.map((t) => Type.Literal(t)), Type.Literal('*')]);
+const OneOrMany = <T extends TSchema>(item: T) =>
+  Type.Optional(Type.Union([item, Type.Array(item, { minItems: 1 })]));
+const RateLimit = (max: number, window: string) =>
+  Type.Object(
+    { max: Type.Integer({ minimum: 1, default: max }), window: Duration(window) },
+    { additionalProperties: false, default: {} },
+  );
 
 /** The config file schema: the single source for validation, types and the config reference. */
 export const ConfigFileSchema = Type.Object(
@@ -64,6 +92,58 @@ export const ConfigFileSchema = Type.Object(
         ping_interval: Duration('30s'),
         read_timeout: Duration('60s'),
         max_message_size: Size('64KiB'),
+        allowed_origins: Type.Array(Type.String({ pattern: ORIGIN_PATTERN }), { default: [] }),
+        require_origin: Type.Boolean({ default: false }),
+        max_subscriptions: Type.Integer({ minimum: 1, maximum: 1000, default: 50 }),
+        max_clients: Type.Integer({ minimum: 1, default: 10000 }),
+        max_clients_per_user: Type.Integer({ minimum: 1, default: 20 }),
+        rate_limit: Type.Object(
+          {
+            messages_per_second: Type.Number({ exclusiveMinimum: 0, default: 10 }),
+            burst: Type.Integer({ minimum: 1, default: 20 }),
+            max_violations: Type.Integer({ minimum: 1, default: 20 }),
+            window: Duration('10s'),
+          },
+          { additionalProperties: false, default: {} },
+        ),
+        connect_rate_limit: RateLimit(60, '1m'),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    http: Type.Object({ rate_limit: RateLimit(300, '1m') }, { additionalProperties: false, default: {} }),
+    auth: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true }),
+        default_role: Type.String({ minLength: 1, default: 'viewer' }),
+        topic_roles: Type.Record(Type.String({ minLength: 1 }), Type.Array(TopicOrWildcard), {
+          default: {
+            viewer: ['market_data', 'orderbook', 'trades', 'strategies', 'system'],
+            trader: ['*'],
+            admin: ['*'],
+          },
+        }),
+        jwt: Type.Object(
+          {
+            algorithms: Type.Array(Type.Union(JWT_ALGORITHMS.map((a) => Type.Literal(a))), {
+              minItems: 1,
+              default: ['HS256'],
+            }),
+            secret: OneOrMany(Type.String({ minLength: 1 })),
+            secret_file: OneOrMany(Type.String({ minLength: 1 })),
+            public_key: OneOrMany(Type.String({ pattern: '-----BEGIN PUBLIC KEY-----' })),
+            public_key_file: OneOrMany(Type.String({ minLength: 1 })),
+            issuer: Type.Optional(Type.String({ minLength: 1 })),
+            audience: Type.Optional(Type.String({ minLength: 1 })),
+            clock_tolerance: Duration('5s'),
+          },
+          { additionalProperties: false, default: {} },
+        ),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    ops: Type.Object(
+      {
+        allowed_cidrs: Type.Array(Type.String({ pattern: CIDR_PATTERN }), { default: [] }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -89,10 +169,45 @@ export const ConfigFileSchema = Type.Object(
 export type ConfigFile = Static<typeof ConfigFileSchema>;
 
 /** The validated configuration with durations in milliseconds and sizes in bytes. */
+export interface RateLimitConfig {
+  max: number;
+  /** ms */
+  window: number;
+}
+
 export interface Config {
   server: { host: string; port: number; log_level: string; shutdown_timeout: number };
   redis: { url: string; db: number; channels: string[] };
-  websocket: { ping_interval: number; read_timeout: number; max_message_size: number };
+  websocket: {
+    ping_interval: number;
+    read_timeout: number;
+    max_message_size: number;
+    allowed_origins: string[];
+    require_origin: boolean;
+    max_subscriptions: number;
+    max_clients: number;
+    max_clients_per_user: number;
+    rate_limit: { messages_per_second: number; burst: number; max_violations: number; window: number };
+    connect_rate_limit: RateLimitConfig;
+  };
+  http: { rate_limit: RateLimitConfig };
+  auth: {
+    enabled: boolean;
+    default_role: string;
+    topic_roles: Record<string, string[]>;
+    jwt: {
+      algorithms: JwtAlgorithm[];
+      /** Shared secrets for HS* tokens, from `secret` and the files of `secret_file`. */
+      secrets: string[];
+      /** PEM public keys for RS*, PS* and ES* tokens, from `public_key` and `public_key_file`. */
+      public_keys: string[];
+      issuer?: string;
+      audience?: string;
+      /** ms */
+      clock_tolerance: number;
+    };
+  };
+  ops: { allowed_cidrs: string[] };
   broadcast: { tui_interval: number; web_interval: number };
   ingest: {
     orderbook_depth: number;
@@ -124,7 +239,7 @@ function applyDefaults(schema: TSchema, value: unknown): unknown {
   if (value === undefined && 'default' in schema) value = structuredClone(schema.default);
   if (schema.type === 'object' && value !== null && typeof value === 'object' && !Array.isArray(value)) {
     const record = value as Record<string, unknown>;
-    for (const [key, child] of Object.entries(schema.properties as Record<string, TSchema>)) {
+    for (const [key, child] of Object.entries((schema.properties ?? {}) as Record<string, TSchema>)) {
       const filled = applyDefaults(child, record[key]);
       if (filled !== undefined) record[key] = filled;
     }
@@ -187,8 +302,14 @@ function firstError(document: unknown, sources: Map<string, string>): ConfigErro
   return new ConfigError(`config: ${shown} must be ${describeExpected(schema)}, got ${got}${from}`);
 }
 
-/** Parses an environment override as a YAML scalar or flow list, so `8090`, `true`, `[a, b]` keep their types. */
-function parseEnvValue(name: string, text: string): unknown {
+/**
+ * Parses an environment override as a YAML scalar or flow list, so `8090`, `true`, `[a, b]` keep their types;
+ * where the key takes a string, a scalar is kept as written (a secret like `0123…` must not become a number).
+ */
+function parseEnvValue(name: string, text: string, schema: TSchema | undefined): unknown {
+  const takesString =
+    schema?.type === 'string' || (schema?.anyOf as TSchema[] | undefined)?.some((s) => s.type === 'string');
+  if (takesString && !/^\s*[[{]/.test(text)) return text;
   try {
     return parseYaml(text);
   } catch {
@@ -221,13 +342,78 @@ export function loadConfig({ path, env = {} }: LoadOptions): Config {
   if (typeof document !== 'object' || Array.isArray(document)) {
     throw new ConfigError(`config: ${path} must hold a mapping of sections, got ${JSON.stringify(document)}`);
   }
-  return configFromDocument(document as Record<string, unknown>, env, path);
+  return configFromDocument(document as Record<string, unknown>, env, path, dirname(resolve(path)));
+}
+
+function list(value: string | string[] | undefined): string[] {
+  return value === undefined ? [] : Array.isArray(value) ? value : [value];
+}
+
+function rateLimit(value: { max: number; window: string }): RateLimitConfig {
+  return { max: value.max, window: parseDuration(value.window) };
+}
+
+/** Reads secret or key files (relative paths from the config file's folder); a missing file names its key. */
+function readKeyFiles(key: string, value: string | string[] | undefined, baseDir: string): string[] {
+  return list(value).map((path) => {
+    const full = resolve(baseDir, path);
+    let text: string;
+    try {
+      text = readFileSync(full, 'utf8').trim();
+    } catch (error) {
+      throw new ConfigError(
+        `config: ${key}: cannot read ${full}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+      );
+    }
+    if (text === '') throw new ConfigError(`config: ${key}: ${full} is empty`);
+    return text;
+  });
+}
+
+/** Checks that the keys, algorithms and roles of `auth` fit together. */
+function checkAuth(config: Config, from: (key: string) => string): void {
+  const { auth } = config;
+  if (!(auth.default_role in auth.topic_roles)) {
+    throw new ConfigError(
+      `config: auth.default_role ${JSON.stringify(auth.default_role)} is not a role of auth.topic_roles (${Object.keys(auth.topic_roles).join(', ')})${from('auth.default_role')}`,
+    );
+  }
+  if (!auth.enabled) return;
+  const { algorithms, secrets, public_keys } = auth.jwt;
+  const symmetric = algorithms.some((a) => a.startsWith('HS'));
+  const asymmetric = algorithms.some((a) => !a.startsWith('HS'));
+  if (symmetric && secrets.length === 0) {
+    throw new ConfigError(
+      `config: auth.jwt.algorithms has ${algorithms.filter((a) => a.startsWith('HS')).join(', ')} but neither auth.jwt.secret nor auth.jwt.secret_file is set`,
+    );
+  }
+  if (asymmetric && public_keys.length === 0) {
+    throw new ConfigError(
+      `config: auth.jwt.algorithms has ${algorithms.filter((a) => !a.startsWith('HS')).join(', ')} but neither auth.jwt.public_key nor auth.jwt.public_key_file is set`,
+    );
+  }
+  if (!symmetric && secrets.length > 0) {
+    throw new ConfigError(
+      'config: auth.jwt.secret is set but auth.jwt.algorithms has no HS* algorithm to use it',
+    );
+  }
+  if (!asymmetric && public_keys.length > 0) {
+    throw new ConfigError(
+      'config: auth.jwt.public_key is set but auth.jwt.algorithms has no RS*, PS* or ES* algorithm to use it',
+    );
+  }
+  for (const secret of secrets) {
+    if (Buffer.byteLength(secret) < 32) {
+      throw new ConfigError('config: auth.jwt.secret must be at least 32 bytes (256 bits) for HS256');
+    }
+  }
 }
 
 export function configFromDocument(
   document: Record<string, unknown>,
   env: NodeJS.ProcessEnv = {},
   origin = 'the config file',
+  baseDir = process.cwd(),
 ): Config {
   const sources = new Map<string, string>();
   for (const [name, raw] of Object.entries(env)) {
@@ -246,7 +432,7 @@ export function configFromDocument(
       }
       target = target[section] as Record<string, unknown>;
     }
-    target[path.at(-1)!] = parseEnvValue(name, raw);
+    target[path.at(-1)!] = parseEnvValue(name, raw, schemaAt(path));
     sources.set(path.join('.'), name);
   }
   for (const [key, value] of Object.entries(document)) {
@@ -261,10 +447,34 @@ export function configFromDocument(
     server: { ...file.server, shutdown_timeout: parseDuration(file.server.shutdown_timeout) },
     redis: { ...file.redis },
     websocket: {
+      ...file.websocket,
       ping_interval: parseDuration(file.websocket.ping_interval),
       read_timeout: parseDuration(file.websocket.read_timeout),
       max_message_size: parseSize(file.websocket.max_message_size),
+      rate_limit: { ...file.websocket.rate_limit, window: parseDuration(file.websocket.rate_limit.window) },
+      connect_rate_limit: rateLimit(file.websocket.connect_rate_limit),
     },
+    http: { rate_limit: rateLimit(file.http.rate_limit) },
+    auth: {
+      enabled: file.auth.enabled,
+      default_role: file.auth.default_role,
+      topic_roles: file.auth.topic_roles,
+      jwt: {
+        algorithms: file.auth.jwt.algorithms as JwtAlgorithm[],
+        secrets: [
+          ...list(file.auth.jwt.secret),
+          ...readKeyFiles('auth.jwt.secret_file', file.auth.jwt.secret_file, baseDir),
+        ],
+        public_keys: [
+          ...list(file.auth.jwt.public_key),
+          ...readKeyFiles('auth.jwt.public_key_file', file.auth.jwt.public_key_file, baseDir),
+        ],
+        issuer: file.auth.jwt.issuer,
+        audience: file.auth.jwt.audience,
+        clock_tolerance: parseDuration(file.auth.jwt.clock_tolerance),
+      },
+    },
+    ops: { allowed_cidrs: file.ops.allowed_cidrs },
     broadcast: {
       tui_interval: parseDuration(file.broadcast.tui_interval),
       web_interval: parseDuration(file.broadcast.web_interval),
@@ -290,5 +500,6 @@ export function configFromDocument(
       `config: websocket.read_timeout must be longer than websocket.ping_interval, got ${config.websocket.read_timeout}ms <= ${config.websocket.ping_interval}ms${source}`,
     );
   }
+  checkAuth(config, from);
   return config;
 }

@@ -15,6 +15,7 @@ export const ActionMessageSchema = Type.Union([
     subscriptions: Names,
   }),
   Type.Object({ action: Type.Union([Type.Literal('resync'), Type.Literal('ping')]) }),
+  Type.Object({ action: Type.Literal('auth'), token: Type.String({ minLength: 1, maxLength: 8192 }) }),
 ]);
 /** The same messages in the form the existing web UI sends (`type` and `channels`). */
 export const WebUiMessageSchema = Type.Union([
@@ -35,9 +36,18 @@ const webUiChecker = TypeCompiler.Compile(WebUiMessageSchema);
 export type Command =
   | { action: 'subscribe' | 'unsubscribe'; subscriptions: string[] }
   | { action: 'resync' }
-  | { action: 'ping' };
+  | { action: 'ping' }
+  | { action: 'auth'; token: string };
 
-export type ErrorCode = 'invalid_message' | 'unknown_action' | 'unknown_topic';
+export type ErrorCode =
+  | 'invalid_message'
+  | 'unknown_action'
+  | 'unknown_topic'
+  | 'forbidden_topic'
+  | 'too_many_subscriptions'
+  | 'rate_limited'
+  | 'invalid_token'
+  | 'token_expired';
 
 /** A client message that cannot be acted on; it reaches the client as `{"type":"error",code,message}`. */
 export class ProtocolError extends Error {
@@ -48,7 +58,7 @@ export class ProtocolError extends Error {
   }
 }
 
-const KNOWN_ACTIONS = new Set(['subscribe', 'unsubscribe', 'resync', 'ping', 'refresh']);
+const KNOWN_ACTIONS = new Set(['subscribe', 'unsubscribe', 'resync', 'ping', 'refresh', 'auth']);
 
 /** Parses and validates one client frame into a command. Throws ProtocolError. */
 export function parseClientMessage(data: Buffer | string, binary: boolean): Command {
@@ -88,5 +98,6 @@ export function parseClientMessage(data: Buffer | string, binary: boolean): Comm
       throw error;
     }
   }
+  if (verb === 'auth') return { action: 'auth', token: (message as { token: string }).token };
   return { action: verb === 'refresh' || verb === 'resync' ? 'resync' : 'ping' };
 }

@@ -4,35 +4,49 @@ import { buildFilter, TOPICS, TopicError, validateSubscription } from '../../src
 
 const Query = Type.Object({
   topics: Type.Optional(
-    Type.String({ maxLength: 2048, description: 'comma-separated topics; all when absent' }),
+    Type.String({ maxLength: 2048, description: 'comma-separated topics; every readable topic when absent' }),
   ),
 });
 
-/** GET /api/v1/state?topics=…: the current snapshot of some or all topics, as JSON. */
+/** GET /api/v1/state?topics=…: the current snapshot of topics the token's role may read, as JSON. */
 const stateRoute: FastifyPluginAsync = async (fastify) => {
   fastify
     .withTypeProvider<TypeBoxTypeProvider>()
-    .get('/api/v1/state', { schema: { querystring: Query } }, async (request, reply) => {
-      const names = request.query.topics
-        ? request.query.topics
-            .split(',')
-            .map((name) => name.trim())
-            .filter(Boolean)
-        : [...TOPICS];
-      let subscriptions: string[];
-      try {
-        subscriptions = names.map(validateSubscription);
-      } catch (error) {
-        if (!(error instanceof TopicError)) throw error;
-        return reply.code(400).send({ error: error.code, message: error.message });
-      }
-      const { state } = fastify;
-      return {
-        sequence: state.sequence,
-        epoch: state.epoch,
-        timestamp: new Date().toISOString(),
-        data: state.snapshot(buildFilter(subscriptions)),
-      };
-    });
+    .get(
+      '/api/v1/state',
+      { ...fastify.access.withToken, schema: { querystring: Query } },
+      async (request, reply) => {
+        const principal = request.principal!;
+        const { auth, state } = fastify;
+        const names = request.query.topics
+          ? request.query.topics
+              .split(',')
+              .map((name) => name.trim())
+              .filter(Boolean)
+          : TOPICS.filter((topic) => auth.mayRead(principal, topic));
+        let subscriptions: string[];
+        try {
+          subscriptions = names.map(validateSubscription);
+        } catch (error) {
+          if (!(error instanceof TopicError)) throw error;
+          return reply.code(400).send({ error: error.code, message: error.message });
+        }
+        const forbidden = subscriptions.filter((name) => !auth.mayRead(principal, name));
+        if (forbidden.length > 0) {
+          return reply
+            .code(403)
+            .send({
+              error: 'forbidden_topic',
+              message: `role ${principal.role} may not read ${forbidden.join(', ')}`,
+            });
+        }
+        return {
+          sequence: state.sequence,
+          epoch: state.epoch,
+          timestamp: new Date().toISOString(),
+          data: state.snapshot(buildFilter(subscriptions)),
+        };
+      },
+    );
 };
 export default stateRoute;

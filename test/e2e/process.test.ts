@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connectClient } from '../helpers/client.ts';
 import { freePort, TestRedis } from '../helpers/redis.ts';
+import { signToken, TEST_SECRET } from '../helpers/tokens.ts';
 
 const root = new URL('../..', import.meta.url).pathname;
 const server = join(root, 'src/server.ts');
@@ -82,13 +83,15 @@ describe('a running service', () => {
     await redis.kill();
   });
 
-  test('starts on the default config with env overrides, and SIGTERM closes clients with 1001 and exits 0', async () => {
+  test('starts on the default config with env overrides, and SIGTERM closes clients with 1001 and exits 0', async (t) => {
     const port = await freePort();
     const service = run([], {
       DASHBOARD_SERVER__PORT: String(port),
       DASHBOARD_SERVER__HOST: '127.0.0.1',
       DASHBOARD_REDIS__URL: redis.url,
+      DASHBOARD_AUTH__JWT__SECRET: TEST_SECRET,
     });
+    t.after(() => service.child.kill('SIGKILL'));
     // Wait for the listening log line rather than polling the port.
     await new Promise<void>((resolve, reject) => {
       service.child.stdout.on('data', () => {
@@ -96,7 +99,8 @@ describe('a running service', () => {
       });
       service.child.once('exit', () => reject(new Error(`exited early: ${service.output()}`)));
     });
-    const client = await connectClient(`http://127.0.0.1:${port}`);
+    const token = signToken({ userId: 'u-1', email: 'ops@example.com', role: 'trader' });
+    const client = await connectClient(`http://127.0.0.1:${port}`, { protocols: ['bearer', token] });
     await client.subscribe(['system']);
     const closed = client.closed();
     service.child.kill('SIGTERM');

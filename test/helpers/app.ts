@@ -15,9 +15,11 @@ export async function startApp(
   redisUrl: string,
   overrides: Record<string, Record<string, unknown>> = {},
 ): Promise<RunningApp> {
+  // Auth is off unless a test configures it: the data-path tests are not about tokens.
   const document: Record<string, Record<string, unknown>> = {
     server: { host: '127.0.0.1', port: 0, log_level: 'silent' },
     redis: { url: redisUrl },
+    auth: { enabled: false },
   };
   for (const [section, keys] of Object.entries(overrides))
     document[section] = { ...document[section], ...keys };

@@ -19,8 +19,11 @@ function configError(fn: () => unknown): string {
   return caught.message;
 }
 
+/** Auth is on by default and then needs a key: these tests give it one unless they set their own. */
+const TEST_SECRET = { DASHBOARD_AUTH__JWT__SECRET: 'test-secret-of-at-least-thirty-two-bytes' };
+
 function fromDoc(document: Record<string, unknown>, env: NodeJS.ProcessEnv = {}) {
-  return configFromDocument(structuredClone(document), env);
+  return configFromDocument(structuredClone(document), { ...TEST_SECRET, ...env });
 }
 
 const tempDir = mkdtempSync(join(tmpdir(), 'dashboard-config-test-'));
@@ -96,7 +99,37 @@ describe('configFromDocument: defaults', () => {
           'strategies:*',
         ],
       },
-      websocket: { ping_interval: 30_000, read_timeout: 60_000, max_message_size: 65_536 },
+      websocket: {
+        ping_interval: 30_000,
+        read_timeout: 60_000,
+        max_message_size: 65_536,
+        allowed_origins: [],
+        require_origin: false,
+        max_subscriptions: 50,
+        max_clients: 10_000,
+        max_clients_per_user: 20,
+        rate_limit: { messages_per_second: 10, burst: 20, max_violations: 20, window: 10_000 },
+        connect_rate_limit: { max: 60, window: 60_000 },
+      },
+      http: { rate_limit: { max: 300, window: 60_000 } },
+      auth: {
+        enabled: true,
+        default_role: 'viewer',
+        topic_roles: {
+          viewer: ['market_data', 'orderbook', 'trades', 'strategies', 'system'],
+          trader: ['*'],
+          admin: ['*'],
+        },
+        jwt: {
+          algorithms: ['HS256'],
+          secrets: [TEST_SECRET.DASHBOARD_AUTH__JWT__SECRET],
+          public_keys: [],
+          issuer: undefined,
+          audience: undefined,
+          clock_tolerance: 5000,
+        },
+      },
+      ops: { allowed_cidrs: [] },
       broadcast: { tui_interval: 100, web_interval: 250 },
       ingest: {
         orderbook_depth: 20,
@@ -379,7 +412,7 @@ describe('loadConfig', () => {
         '',
       ].join('\n'),
     );
-    const config = loadConfig({ path, env: { DASHBOARD_SERVER__PORT: '8090' } });
+    const config = loadConfig({ path, env: { ...TEST_SECRET, DASHBOARD_SERVER__PORT: '8090' } });
     assert.equal(config.server.port, 8090);
     assert.equal(config.server.log_level, 'debug');
     assert.equal(config.websocket.max_message_size, 65_536);
@@ -390,63 +423,72 @@ describe('loadConfig', () => {
 
   test('the repository config.yaml loads', () => {
     const path = new URL('../../config.yaml', import.meta.url).pathname;
-    assert.equal(typeof loadConfig({ path }).server.port, 'number');
+    assert.equal(typeof loadConfig({ path, env: TEST_SECRET }).server.port, 'number');
   });
 
   test('an empty file gives the defaults', () => {
-    const config = loadConfig({ path: yamlFile('') });
+    const config = loadConfig({ path: yamlFile(''), env: TEST_SECRET });
     assert.equal(config.server.port, 8086);
     assert.equal(config.ingest.terminal_order_retention, 600_000);
   });
 
   test('env defaults to none', () => {
-    assert.equal(loadConfig({ path: yamlFile('server:\n  port: 1234\n') }).server.port, 1234);
+    assert.equal(
+      loadConfig({ path: yamlFile('server:\n  port: 1234\n'), env: TEST_SECRET }).server.port,
+      1234,
+    );
   });
 
   test('an unreadable file', () => {
     const missing = join(tempDir, 'does-not-exist.yaml');
-    const message = configError(() => loadConfig({ path: missing }));
+    const message = configError(() => loadConfig({ path: missing, env: TEST_SECRET }));
     assert.ok(message.includes(missing), message);
     assert.match(message, /ENOENT/);
     assert.match(
-      configError(() => loadConfig({ path: tempDir })),
+      configError(() => loadConfig({ path: tempDir, env: TEST_SECRET })),
       /cannot read/,
     );
   });
 
   test('invalid YAML', () => {
     const path = yamlFile('server:\n  port: [8086\n  host: x\n');
-    const message = configError(() => loadConfig({ path }));
+    const message = configError(() => loadConfig({ path, env: TEST_SECRET }));
     assert.ok(message.includes(path), message);
     assert.match(message, /not valid YAML/);
   });
 
   test('YAML that is a list, not a mapping', () => {
-    const message = configError(() => loadConfig({ path: yamlFile('- server\n- redis\n') }));
+    const message = configError(() =>
+      loadConfig({ path: yamlFile('- server\n- redis\n'), env: TEST_SECRET }),
+    );
     assert.match(message, /mapping/);
   });
 
   test('YAML that is a scalar, not a mapping', () => {
     assert.match(
-      configError(() => loadConfig({ path: yamlFile('just a string\n') })),
+      configError(() => loadConfig({ path: yamlFile('just a string\n'), env: TEST_SECRET })),
       /mapping/,
     );
   });
 
   test('a section left empty (null) in the file', () => {
     const path = yamlFile('server:\nredis:\n  db: 1\n');
-    const message = configError(() => loadConfig({ path }));
+    const message = configError(() => loadConfig({ path, env: TEST_SECRET }));
     assert.match(message, /server/);
     assert.ok(message.includes(path), message);
   });
 
   test('an unknown key in the file', () => {
-    const message = configError(() => loadConfig({ path: yamlFile('server:\n  bogus: 1\n') }));
+    const message = configError(() =>
+      loadConfig({ path: yamlFile('server:\n  bogus: 1\n'), env: TEST_SECRET }),
+    );
     assert.match(message, /unknown key server\.bogus/);
   });
 
   test('a multi-line string value still gives a one-line message', () => {
-    const message = configError(() => loadConfig({ path: yamlFile('server:\n  log_level: "a\\nb"\n') }));
+    const message = configError(() =>
+      loadConfig({ path: yamlFile('server:\n  log_level: "a\\nb"\n'), env: TEST_SECRET }),
+    );
     assert.match(message, /server\.log_level/);
   });
 });

@@ -1,0 +1,128 @@
+import fastifyJwt from '@fastify/jwt';
+import type { FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import {
+  ClaimsError,
+  extractToken,
+  type Principal,
+  principalFromClaims,
+  TopicPermissions,
+} from '../src/access.ts';
+
+/** Why a token was refused; `statusCode` 401 for HTTP, `code` for the socket's error reply and the logs. */
+export class AuthError extends Error {
+  readonly statusCode = 401;
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    auth: {
+      readonly enabled: boolean;
+      /** Whether this principal may read this topic or symbol-scoped subscription. */
+      mayRead(principal: Principal, subscription: string): boolean;
+      /** Verifies a token against every configured key; throws AuthError. */
+      verify(token: string): Principal;
+      /** The principal of a request, from its header, subprotocol or query token; throws AuthError. */
+      authenticate(request: FastifyRequest): Principal;
+    };
+  }
+  interface FastifyRequest {
+    /** Set by the hooks that authenticate (the /ws upgrade, /api/v1/state, ops routes with a token). */
+    principal?: Principal;
+  }
+}
+
+/** Who may do anything when `auth.enabled` is false (local development only). */
+const DEVELOPER: Principal = { userId: 'anonymous', role: '*', expiresAt: undefined };
+
+const REASONS: Record<string, string> = {
+  FAST_JWT_EXPIRED: 'token expired',
+  FAST_JWT_INACTIVE: 'token not yet valid',
+  FAST_JWT_MALFORMED: 'token malformed',
+  FAST_JWT_INVALID_ALGORITHM: 'token algorithm not accepted',
+  FAST_JWT_MISSING_SIGNATURE: 'unsigned token not accepted',
+  FAST_JWT_INVALID_SIGNATURE: 'token signature invalid',
+  FAST_JWT_INVALID_CLAIM_VALUE: 'token issuer or audience not accepted',
+  FAST_JWT_MISSING_REQUIRED_CLAIM: 'token lacks a required claim (exp)',
+};
+
+/**
+ * JWT verification (@fastify/jwt): tokens of the login service and the API gateway, HS* with shared secrets
+ * and RS*, PS*, ES* with public keys. Each key is tried only with the algorithms of its kind, so an HS256 token
+ * can never be checked against a public key used as an HMAC secret (algorithm confusion).
+ */
+export default fp(
+  async (fastify) => {
+    const { auth } = fastify.config;
+    const { jwt } = auth;
+    const permissions = new TopicPermissions(auth.topic_roles);
+    const symmetric = jwt.algorithms.filter((a) => a.startsWith('HS'));
+    const asymmetric = jwt.algorithms.filter((a) => !a.startsWith('HS'));
+    const keys = [
+      ...jwt.secrets.map((key) => ({ key, algorithms: symmetric })),
+      ...jwt.public_keys.map((key) => ({ key, algorithms: asymmetric })),
+    ];
+
+    if (!auth.enabled) {
+      fastify.log.warn(
+        '!!! auth.enabled is false: anyone who can reach this port sees every topic, including orders and balances. For local development only. !!!',
+      );
+    } else {
+      await fastify.register(fastifyJwt, {
+        secret: keys[0].key,
+        verify: {
+          algorithms: jwt.algorithms,
+          ...(jwt.issuer ? { allowedIss: jwt.issuer } : {}),
+          ...(jwt.audience ? { allowedAud: jwt.audience } : {}),
+          clockTolerance: jwt.clock_tolerance,
+          requiredClaims: ['exp'],
+        },
+      });
+    }
+
+    function verify(token: string): Principal {
+      if (!auth.enabled) return DEVELOPER;
+      let failure: unknown;
+      for (const { key, algorithms } of keys) {
+        try {
+          const claims = fastify.jwt.verify<Record<string, unknown>>(token, { key, algorithms });
+          return principalFromClaims(claims, auth.default_role);
+        } catch (error) {
+          if (error instanceof ClaimsError) throw new AuthError('invalid_token', error.message);
+          failure = error;
+          const code = (error as { code?: string }).code;
+          // Past the signature check with this key: another key cannot make the token valid.
+          if (code !== 'FAST_JWT_INVALID_SIGNATURE' && code !== 'FAST_JWT_INVALID_ALGORITHM') break;
+        }
+      }
+      const code = (failure as { code?: string }).code ?? '';
+      throw new AuthError(
+        code === 'FAST_JWT_EXPIRED' ? 'token_expired' : 'invalid_token',
+        REASONS[code] ?? 'token invalid',
+      );
+    }
+
+    fastify.decorate('auth', {
+      enabled: auth.enabled,
+      mayRead: (principal: Principal, subscription: string) =>
+        !auth.enabled || permissions.allows(principal.role, subscription),
+      verify,
+      authenticate(request: FastifyRequest): Principal {
+        if (!auth.enabled) return DEVELOPER;
+        const found = extractToken(request.headers, request.url);
+        if (!found)
+          throw new AuthError(
+            'missing_token',
+            'no token: send Authorization: Bearer, the bearer subprotocol or ?token=',
+          );
+        return verify(found.token);
+      },
+    });
+  },
+  { name: 'auth', dependencies: ['config'] },
+);

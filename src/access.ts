@@ -1,0 +1,184 @@
+/** Access rules with no Fastify in them: who a token names, which topics a role sees, origins, addresses, rates. */
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import { TOPICS, type Topic } from './topics.ts';
+
+/** The user a verified token names. */
+export interface Principal {
+  userId: string;
+  role: string;
+  /** When the token expires, in ms since the epoch; undefined for a token without `exp`. */
+  expiresAt: number | undefined;
+}
+
+/** A token whose claims do not name a user. */
+export class ClaimsError extends Error {}
+
+/**
+ * Reads the claims of both issuers: the login service (`userId`, `email`) and the API gateway (`user_id`,
+ * `role`); `sub` as a last resort. A token without a role gets `defaultRole`.
+ */
+export function principalFromClaims(claims: Record<string, unknown>, defaultRole: string): Principal {
+  const id = claims.userId ?? claims.user_id ?? claims.sub;
+  if ((typeof id !== 'string' && typeof id !== 'number') || id === '') {
+    throw new ClaimsError('token names no user (userId, user_id or sub)');
+  }
+  const role = typeof claims.role === 'string' && claims.role !== '' ? claims.role : defaultRole;
+  const expiresAt = typeof claims.exp === 'number' ? claims.exp * 1000 : undefined;
+  return { userId: String(id), role, expiresAt };
+}
+
+/** Which topics each role may subscribe to; `*` is every topic. A role not listed sees nothing. */
+export class TopicPermissions {
+  private readonly allowed = new Map<string, ReadonlySet<Topic>>();
+
+  constructor(topicRoles: Record<string, string[]>) {
+    for (const [role, topics] of Object.entries(topicRoles)) {
+      this.allowed.set(role, new Set(topics.includes('*') ? TOPICS : (topics as Topic[])));
+    }
+  }
+
+  /** Whether `role` may subscribe to `subscription` (a topic, or a symbol-scoped `topic:SYMBOL`). */
+  allows(role: string, subscription: string): boolean {
+    const colon = subscription.indexOf(':');
+    const topic = (colon === -1 ? subscription : subscription.slice(0, colon)) as Topic;
+    return this.allowed.get(role)?.has(topic) ?? false;
+  }
+
+  topicsOf(role: string): Topic[] {
+    return [...(this.allowed.get(role) ?? [])];
+  }
+}
+
+/**
+ * Matches browser origins against an allowlist of exact origins and `https://*.example.com` wildcards (any
+ * subdomain depth, never the bare domain). An empty list allows no origin.
+ */
+export class OriginAllowlist {
+  private readonly exact = new Set<string>();
+  private readonly wildcards: { scheme: string; suffix: string; port: string }[] = [];
+
+  constructor(origins: string[]) {
+    for (const origin of origins) {
+      const match = /^(https?):\/\/\*\.([^:/]+)(?::(\d+))?$/.exec(origin);
+      if (match)
+        this.wildcards.push({ scheme: match[1], suffix: `.${match[2].toLowerCase()}`, port: match[3] ?? '' });
+      else this.exact.add(origin.toLowerCase());
+    }
+  }
+
+  allows(origin: string): boolean {
+    const normalized = origin.toLowerCase();
+    if (this.exact.has(normalized)) return true;
+    let url: URL;
+    try {
+      url = new URL(normalized);
+    } catch {
+      return false;
+    }
+    if (url.origin !== normalized) return false;
+    const scheme = url.protocol.slice(0, -1);
+    return this.wildcards.some(
+      (w) =>
+        w.scheme === scheme &&
+        w.port === url.port &&
+        url.hostname.endsWith(w.suffix) &&
+        url.hostname.length > w.suffix.length,
+    );
+  }
+}
+
+/** Loopback plus configured CIDR ranges, for the operations routes. */
+export class AddressAllowlist {
+  private readonly list = new BlockList();
+
+  constructor(cidrs: string[]) {
+    this.list.addSubnet('127.0.0.0', 8, 'ipv4');
+    this.list.addAddress('::1', 'ipv6');
+    for (const cidr of cidrs) {
+      const [address, prefix] = cidr.split('/');
+      this.list.addSubnet(address, Number(prefix), isIPv4(address) ? 'ipv4' : 'ipv6');
+    }
+  }
+
+  /** Checks invalid CIDRs up front, so a config error can name them. Returns the first invalid one. */
+  static firstInvalid(cidrs: string[]): string | undefined {
+    return cidrs.find((cidr) => {
+      const [address, prefix] = cidr.split('/');
+      const bits = Number(prefix);
+      if (isIPv4(address)) return !(bits >= 0 && bits <= 32);
+      if (isIPv6(address)) return !(bits >= 0 && bits <= 128);
+      return true;
+    });
+  }
+
+  allows(address: string): boolean {
+    // An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d.
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+    if (mapped) return this.list.check(mapped[1], 'ipv4');
+    if (isIPv4(address)) return this.list.check(address, 'ipv4');
+    if (isIPv6(address)) return this.list.check(address, 'ipv6');
+    return false;
+  }
+}
+
+/** A token bucket: `rate` tokens a second, at most `burst` saved up. One per socket, so no client shares another's. */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+  private readonly rate: number;
+  private readonly burst: number;
+  private readonly now: () => number;
+
+  constructor(rate: number, burst: number, now: () => number = performance.now.bind(performance)) {
+    this.rate = rate;
+    this.burst = burst;
+    this.now = now;
+    this.tokens = burst;
+    this.last = now();
+  }
+
+  /** Takes a token if there is one. */
+  take(): boolean {
+    const now = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/** Where a WebSocket upgrade (or an HTTP request) carries its token. */
+export type TokenSource = 'header' | 'subprotocol' | 'query';
+
+/**
+ * Finds the token of a request: `Authorization: Bearer <jwt>`, `Sec-WebSocket-Protocol: bearer, <jwt>`
+ * (browsers cannot set headers on a WebSocket), or `?token=<jwt>`.
+ */
+export function extractToken(
+  headers: Record<string, string | string[] | undefined>,
+  url: string,
+): { token: string; source: TokenSource } | undefined {
+  const authorization = headers.authorization;
+  if (typeof authorization === 'string') {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    if (match) return { token: match[1], source: 'header' };
+  }
+  const protocols = headers['sec-websocket-protocol'];
+  if (typeof protocols === 'string') {
+    const offered = protocols.split(',').map((p) => p.trim());
+    const index = offered.indexOf('bearer');
+    if (index !== -1 && offered[index + 1]) return { token: offered[index + 1], source: 'subprotocol' };
+  }
+  const query = url.indexOf('?');
+  if (query !== -1) {
+    const token = new URLSearchParams(url.slice(query + 1)).get('token');
+    if (token) return { token, source: 'query' };
+  }
+  return undefined;
+}
+
+/** The URL with any `token` query parameter masked, for logs. */
+export function redactTokenInUrl(url: string): string {
+  return url.replace(/([?&]token=)[^&#]*/gi, '$1***');
+}
