@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import accessPlugin from '../plugins/access.ts';
 import authPlugin from '../plugins/auth.ts';
 import configPlugin from '../plugins/config.ts';
@@ -14,20 +14,40 @@ import { redactTokenInUrl } from './access.ts';
 import type { Config } from './config.ts';
 
 export interface BuildOptions {
-  /** Overrides for Fastify's logger (tests pass `false`). */
-  logger?: FastifyServerOptions['logger'];
+  /** `false` turns logging off (tests). */
+  logger?: false;
+  /** Where log lines go instead of stdout (tests that read the log). */
+  logStream?: NodeJS.WritableStream;
 }
 
 /** Builds the whole service, every plugin and route in the order they depend on each other. */
-export async function buildApp(config: Config, { logger }: BuildOptions = {}): Promise<FastifyInstance> {
+export async function buildApp(
+  config: Config,
+  { logger, logStream }: BuildOptions = {},
+): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: logger ?? {
-      level: config.server.log_level,
-      redact: {
-        paths: ['req.headers.authorization', 'req.headers["sec-websocket-protocol"]'],
-        censor: '***',
-      },
-    },
+    logger:
+      logger === false
+        ? false
+        : {
+            level: config.server.log_level,
+            ...(logStream ? { stream: logStream } : {}),
+            // Tokens travel in three places; none of them may reach a log line.
+            redact: {
+              paths: ['req.headers.authorization', 'req.headers["sec-websocket-protocol"]'],
+              censor: '***',
+            },
+            serializers: {
+              // Fastify's own request serializer, with ?token= masked: browsers may send their JWT that way.
+              req: (request: FastifyRequest) => ({
+                method: request.method,
+                url: redactTokenInUrl(request.url),
+                host: request.host,
+                remoteAddress: request.ip,
+                remotePort: request.socket?.remotePort,
+              }),
+            },
+          },
     // Clients reconnect at once after a restart; the hub closes their sockets itself at shutdown.
     forceCloseConnections: true,
   });

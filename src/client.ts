@@ -25,6 +25,7 @@ export type ServerMessage =
   | DiffUpdate
   | { type: 'subscribed' | 'unsubscribed'; subscriptions: string[]; sequence: number }
   | { type: 'pong'; timestamp: string }
+  | { type: 'authenticated'; user_id: string; expires_at: string | null }
   | { type: 'error'; code: string; message: string };
 
 /** A client's copy of its view of the state, kept current from snapshots and diffs. */
@@ -54,7 +55,9 @@ export class ClientView {
 export interface ClientOptions {
   type?: 'web' | 'tui';
   format?: Format;
-  /** WebSocket subprotocols to offer. */
+  /** A JWT: sent as the `bearer, <jwt>` subprotocol pair, the way a browser can. */
+  token?: string;
+  /** WebSocket subprotocols to offer (instead of `token`). */
   protocols?: string | string[];
   /** A WebSocket implementation; the global one by default. */
   WebSocket?: typeof WebSocket;
@@ -74,14 +77,14 @@ export class DashboardClient {
 
   constructor(
     baseUrl: string,
-    { type = 'web', format = 'json', protocols, WebSocket: Ctor }: ClientOptions = {},
+    { type = 'web', format = 'json', token, protocols, WebSocket: Ctor }: ClientOptions = {},
   ) {
     const url = new URL('/ws', baseUrl.replace(/^http/, 'ws'));
     url.searchParams.set('type', type);
     url.searchParams.set('format', format);
     this.format = format;
     const Impl = Ctor ?? globalThis.WebSocket;
-    this.socket = new Impl(url, protocols);
+    this.socket = new Impl(url, token ? ['bearer', token] : protocols);
     this.socket.binaryType = 'arraybuffer';
     this.opened = new Promise((resolve, reject) => {
       this.socket.addEventListener('open', () => resolve(), { once: true });
@@ -147,6 +150,13 @@ export class DashboardClient {
 
   resync(): void {
     this.send({ action: 'resync' });
+  }
+
+  /** Sends a fresh token before the current one expires; resolves with the server's `authenticated` reply. */
+  async refreshToken(token: string): Promise<ServerMessage> {
+    const reply = Promise.race([this.next('authenticated'), this.next('error')]);
+    this.send({ action: 'auth', token });
+    return reply;
   }
 
   close(code?: number): void {

@@ -33,12 +33,10 @@ const stateRoute: FastifyPluginAsync = async (fastify) => {
         }
         const forbidden = subscriptions.filter((name) => !auth.mayRead(principal, name));
         if (forbidden.length > 0) {
-          return reply
-            .code(403)
-            .send({
-              error: 'forbidden_topic',
-              message: `role ${principal.role} may not read ${forbidden.join(', ')}`,
-            });
+          return reply.code(403).send({
+            error: 'forbidden_topic',
+            message: `role ${principal.role} may not read ${forbidden.join(', ')}`,
+          });
         }
         return {
           sequence: state.sequence,

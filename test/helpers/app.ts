@@ -14,6 +14,7 @@ export interface RunningApp {
 export async function startApp(
   redisUrl: string,
   overrides: Record<string, Record<string, unknown>> = {},
+  { logStream }: { logStream?: NodeJS.WritableStream } = {},
 ): Promise<RunningApp> {
   // Auth is off unless a test configures it: the data-path tests are not about tokens.
   const document: Record<string, Record<string, unknown>> = {
@@ -24,7 +25,7 @@ export async function startApp(
   for (const [section, keys] of Object.entries(overrides))
     document[section] = { ...document[section], ...keys };
   const config = configFromDocument(document);
-  const app = await buildApp(config, { logger: false });
+  const app = await buildApp(config, logStream ? { logStream } : { logger: false });
   await app.listen({ host: config.server.host, port: 0 });
   const { port } = app.server.address() as { port: number };
   return { app, url: `http://127.0.0.1:${port}`, close: () => app.close() };
