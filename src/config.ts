@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { parse as parseYaml } from 'yaml';
+import { AddressAllowlist } from './access.ts';
 import { TOPICS } from './topics.ts';
 
 /** A configuration problem: the message is one line naming the key, the value and what was expected. */
@@ -274,8 +275,12 @@ function schemaAt(path: string[]): TSchema | undefined {
   let schema: TSchema | undefined = ConfigFileSchema;
   for (const key of path) {
     if (!schema) return undefined;
-    if (schema.type === 'object') schema = (schema.properties as Record<string, TSchema>)[key];
-    else if (schema.type === 'array') schema = schema.items as TSchema;
+    if (schema.type === 'object') {
+      // A record (auth.topic_roles) has one schema for every key.
+      const record = schema.patternProperties as Record<string, TSchema> | undefined;
+      schema =
+        (schema.properties as Record<string, TSchema> | undefined)?.[key] ?? Object.values(record ?? {})[0];
+    } else if (schema.type === 'array') schema = schema.items as TSchema;
     else return undefined;
   }
   return schema;
@@ -501,5 +506,11 @@ export function configFromDocument(
     );
   }
   checkAuth(config, from);
+  const badCidr = AddressAllowlist.firstInvalid(config.ops.allowed_cidrs);
+  if (badCidr !== undefined) {
+    throw new ConfigError(
+      `config: ops.allowed_cidrs has ${JSON.stringify(badCidr)}, which is not an IPv4 or IPv6 CIDR${from('ops.allowed_cidrs')}`,
+    );
+  }
   return config;
 }

@@ -30,6 +30,12 @@ function run(args: string[], env: Record<string, string> = {}) {
   return { child, exited, output: () => stdout };
 }
 
+function secretFile(secret: string): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'dashboard-secret-')), 'jwt-secret');
+  writeFileSync(path, `${secret}\n`, { mode: 0o600 });
+  return path;
+}
+
 function configFile(text: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'dashboard-config-'));
   const path = join(dir, 'config.yaml');
@@ -89,7 +95,8 @@ describe('a running service', () => {
       DASHBOARD_SERVER__PORT: String(port),
       DASHBOARD_SERVER__HOST: '127.0.0.1',
       DASHBOARD_REDIS__URL: redis.url,
-      DASHBOARD_AUTH__JWT__SECRET: TEST_SECRET,
+      // The shipped config reads the secret from a file; a fresh clone has none yet, so point it at one.
+      DASHBOARD_AUTH__JWT__SECRET_FILE: secretFile(TEST_SECRET),
     });
     t.after(() => service.child.kill('SIGKILL'));
     // Wait for the listening log line rather than polling the port.

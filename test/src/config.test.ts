@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -421,9 +422,92 @@ describe('loadConfig', () => {
     assert.equal(config.redis.url, 'redis://localhost:6379');
   });
 
-  test('the repository config.yaml loads', () => {
+  test('the repository config.yaml loads, reading its secret from secret_file', () => {
     const path = new URL('../../config.yaml', import.meta.url).pathname;
-    assert.equal(typeof loadConfig({ path, env: TEST_SECRET }).server.port, 'number');
+    // A fresh clone has no .dev/jwt-secret until `npm start` makes one: point the key at a file of the test's.
+    const secretPath = join(tempDir, 'jwt-secret');
+    writeFileSync(secretPath, `${TEST_SECRET.DASHBOARD_AUTH__JWT__SECRET}\n`);
+    const config = loadConfig({ path, env: { DASHBOARD_AUTH__JWT__SECRET_FILE: secretPath } });
+    assert.equal(config.server.port, 8086);
+    assert.deepEqual(config.auth.jwt.secrets, [TEST_SECRET.DASHBOARD_AUTH__JWT__SECRET]);
+    assert.ok(config.websocket.allowed_origins.every((origin) => /localhost|127\.0\.0\.1/.test(origin)));
+  });
+
+  test('a missing secret_file names the key', () => {
+    const message = configError(() =>
+      loadConfig({ path: yamlFile('auth:\n  jwt:\n    secret_file: nowhere/secret\n'), env: {} }),
+    );
+    assert.match(message, /auth\.jwt\.secret_file: cannot read .*nowhere\/secret: ENOENT/);
+  });
+
+  test('auth needs a key that fits its algorithms', () => {
+    assert.match(
+      configError(() => configFromDocument({})),
+      /neither auth\.jwt\.secret nor auth\.jwt\.secret_file/,
+    );
+    assert.match(
+      configError(() => configFromDocument({ auth: { jwt: { algorithms: ['RS256'] } } })),
+      /neither auth\.jwt\.public_key nor auth\.jwt\.public_key_file/,
+    );
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    assert.match(
+      configError(() => fromDoc({ auth: { jwt: { algorithms: ['ES256'], public_key: pem } } })),
+      /no HS\* algorithm/,
+    );
+    assert.match(
+      configError(() =>
+        configFromDocument({ auth: { jwt: { algorithms: ['HS256'], public_key: pem } } }, TEST_SECRET),
+      ),
+      /no RS\*, PS\* or ES\* algorithm/,
+    );
+    assert.deepEqual(
+      configFromDocument({ auth: { jwt: { algorithms: ['ES256'], public_key: pem } } }).auth.jwt.public_keys,
+      [pem],
+    );
+    assert.match(
+      configError(() => configFromDocument({}, { DASHBOARD_AUTH__JWT__SECRET: 'short' })),
+      /at least 32 bytes/,
+    );
+    assert.match(
+      configError(() => fromDoc({ auth: { jwt: { algorithms: ['none'] } } })),
+      /auth\.jwt\.algorithms\.0/,
+    );
+    assert.match(
+      configError(() => fromDoc({ auth: { default_role: 'ghost' } })),
+      /auth\.default_role "ghost"/,
+    );
+    assert.match(
+      configError(() => fromDoc({ auth: { topic_roles: { x: ['bogus'] } } })),
+      /auth\.topic_roles/,
+    );
+    assert.equal(configFromDocument({ auth: { enabled: false } }).auth.enabled, false);
+  });
+
+  test('ops.allowed_cidrs and websocket.allowed_origins are checked', () => {
+    assert.match(
+      configError(() => fromDoc({ ops: { allowed_cidrs: ['10.0.0.0/33'] } })),
+      /ops\.allowed_cidrs/,
+    );
+    assert.match(
+      configError(() => fromDoc({ ops: { allowed_cidrs: ['nonsense'] } })),
+      /ops\.allowed_cidrs/,
+    );
+    assert.deepEqual(fromDoc({ ops: { allowed_cidrs: ['10.1.0.0/16', 'fd00::/8'] } }).ops.allowed_cidrs, [
+      '10.1.0.0/16',
+      'fd00::/8',
+    ]);
+    assert.match(
+      configError(() => fromDoc({ websocket: { allowed_origins: ['*'] } })),
+      /websocket\.allowed_origins/,
+    );
+  });
+
+  test('a secret from the environment stays a string even when it looks like a number', () => {
+    const secret = '12345678901234567890123456789012345';
+    assert.deepEqual(configFromDocument({}, { DASHBOARD_AUTH__JWT__SECRET: secret }).auth.jwt.secrets, [
+      secret,
+    ]);
   });
 
   test('an empty file gives the defaults', () => {

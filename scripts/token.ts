@@ -1,0 +1,42 @@
+/**
+ * Mints a token signed with the configured shared secret, for local development and tests:
+ *   npm run token -- --role trader [--user alice] [--ttl 15m] [--config config.yaml]
+ * Claims are those of the login service ({userId, email}) plus `role`, and `iss`/`aud` when configured.
+ */
+import { parseArgs } from 'node:util';
+import { createSigner } from 'fast-jwt';
+import { ConfigError, loadConfig, parseDuration } from '../src/config.ts';
+
+const { values } = parseArgs({
+  options: {
+    role: { type: 'string', default: 'trader' },
+    user: { type: 'string', default: 'dev-user' },
+    email: { type: 'string' },
+    ttl: { type: 'string', default: '15m' },
+    config: { type: 'string', short: 'c' },
+  },
+});
+
+try {
+  const path =
+    values.config ?? process.env.DASHBOARD_CONFIG ?? new URL('../config.yaml', import.meta.url).pathname;
+  const { auth } = loadConfig({ path, env: process.env });
+  const algorithm = auth.jwt.algorithms.find((a) => a.startsWith('HS'));
+  if (!algorithm || auth.jwt.secrets.length === 0) {
+    throw new ConfigError('token: the config has no HS* algorithm and shared secret to sign with');
+  }
+  const sign = createSigner({
+    key: auth.jwt.secrets[0],
+    algorithm,
+    expiresIn: parseDuration(values.ttl),
+    ...(auth.jwt.issuer ? { iss: auth.jwt.issuer } : {}),
+    ...(auth.jwt.audience ? { aud: auth.jwt.audience } : {}),
+  });
+  process.stdout.write(
+    `${sign({ userId: values.user, email: values.email ?? `${values.user}@localhost`, role: values.role })}\n`,
+  );
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  process.stderr.write(`${error.message}\n`);
+  process.exit(1);
+}
