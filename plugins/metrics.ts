@@ -98,6 +98,33 @@ export default fp(
       buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
     });
     hub.onTick = (type, seconds) => duration.observe({ client_type: type }, seconds);
+
+    const { poller } = fastify;
+    const requests = new client.Counter({
+      name: 'dashboard_backend_requests_total',
+      help: 'Polls of each backend by outcome: success, failure, timeout, rejected (breaker open, nothing sent)',
+      labelNames: ['source', 'outcome'],
+    });
+    const requestDuration = new client.Histogram({
+      name: 'dashboard_backend_request_duration_seconds',
+      help: 'Time one poll of a backend took, including validation',
+      labelNames: ['source'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    });
+    poller.onPoll = (source, outcome, seconds) => {
+      requests.inc({ source, outcome });
+      if (outcome !== 'rejected') requestDuration.observe({ source }, seconds);
+    };
+    const BREAKER_VALUES = { closed: 0, half_open: 1, open: 2 };
+    new client.Gauge({
+      name: 'dashboard_backend_breaker_state',
+      help: 'Circuit breaker of each backend: 0 closed, 1 half-open, 2 open',
+      labelNames: ['source'],
+      collect() {
+        for (const [name, source] of poller.sources)
+          this.set({ source: name }, BREAKER_VALUES[source.status.breaker]);
+      },
+    });
   },
-  { name: 'metrics', dependencies: ['hub', 'state', 'redis-ingest', 'access'] },
+  { name: 'metrics', dependencies: ['hub', 'state', 'redis-ingest', 'access', 'poller'] },
 );

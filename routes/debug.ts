@@ -19,6 +19,12 @@ const debugRoute: FastifyPluginAsync = async (fastify) => {
       redis: redisIngest.info,
       ingest: ingest.counters,
       broadcast: hub.stats,
+      sources: Object.fromEntries(
+        [...fastify.poller.sources].map(([name, source]) => [
+          name,
+          { ...source.status, polls: source.counts, breaker_stats: source.breaker.stats },
+        ]),
+      ),
     };
   });
 };

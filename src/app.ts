@@ -4,6 +4,7 @@ import authPlugin from '../plugins/auth.ts';
 import configPlugin from '../plugins/config.ts';
 import hubPlugin from '../plugins/hub.ts';
 import metricsPlugin from '../plugins/metrics.ts';
+import pollerPlugin from '../plugins/poller.ts';
 import redisIngestPlugin from '../plugins/redis-ingest.ts';
 import statePlugin from '../plugins/state.ts';
 import stateRoute from '../routes/api/state.ts';
@@ -54,6 +55,7 @@ export async function buildApp(
   await app.register(configPlugin, { config });
   await app.register(statePlugin);
   await app.register(redisIngestPlugin);
+  await app.register(pollerPlugin);
   await app.register(authPlugin);
   await app.register(hubPlugin);
   await app.register(accessPlugin);

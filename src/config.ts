@@ -4,6 +4,8 @@ import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { parse as parseYaml } from 'yaml';
 import { AddressAllowlist } from './access.ts';
+import type { SourceName } from './backends.ts';
+import { INGEST_TOPICS } from './ingest.ts';
 import { TOPICS } from './topics.ts';
 
 /** A configuration problem: the message is one line naming the key, the value and what was expected. */
@@ -25,7 +27,7 @@ const Size = (defaultValue: string) =>
     description: 'a byte count, or a size like 64KiB or 1MiB',
   });
 
-const topicPrefixes = TOPICS.filter((t) => t !== 'system').join('|');
+const topicPrefixes = INGEST_TOPICS.join('|');
 
 export const JWT_ALGORITHMS = [
   'HS256',
@@ -48,6 +50,33 @@ const CIDR_PATTERN = '^[0-9A-Fa-f:.]+/[0-9]{1,3}$';
 const TopicOrWildcard = Type.Union([...TOPICS.map((t) => Type.Literal(t)), Type.Literal('*')]);
 const OneOrMany = <T extends TSchema>(item: T) =>
   Type.Optional(Type.Union([item, Type.Array(item, { minItems: 1 })]));
+const GRPC_ADDRESS = '^[A-Za-z0-9.-]+:[0-9]{1,5}$';
+const HTTP_URL = '^https?://[^/]+$';
+const Breaker = () =>
+  Type.Object(
+    {
+      error_threshold_percentage: Type.Integer({ minimum: 1, maximum: 100, default: 50 }),
+      volume_threshold: Type.Integer({ minimum: 1, default: 3 }),
+      reset_timeout: Duration('60s'),
+      rolling_window: Duration('5m'),
+    },
+    { additionalProperties: false, default: {} },
+  );
+/** A backend to poll: absent means not polled. */
+const Backend = <T extends Record<string, TSchema>>(urlPattern: string, extra: T) =>
+  Type.Optional(
+    Type.Object(
+      {
+        url: Type.String({ pattern: urlPattern }),
+        interval: Duration('30s'),
+        timeout: Duration('5s'),
+        api_key: Type.Optional(Type.String({ minLength: 1 })),
+        breaker: Breaker(),
+        ...extra,
+      },
+      { additionalProperties: false },
+    ),
+  );
 const RateLimit = (max: number, window: string) =>
   Type.Object(
     { max: Type.Integer({ minimum: 1, default: max }), window: Duration(window) },
@@ -142,6 +171,23 @@ export const ConfigFileSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    backend_services: Type.Object(
+      {
+        order_execution: Backend(GRPC_ADDRESS, {
+          limit: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 5000 }),
+        }),
+        risk_manager: Backend(GRPC_ADDRESS, { account_id: Type.String({ default: '' }) }),
+        account_monitor: Backend(HTTP_URL, {}),
+        strategy_engine: Backend(HTTP_URL, {}),
+        market_data: Type.Optional(
+          Type.Object(
+            { interval: Duration('30s'), timeout: Duration('5s'), breaker: Breaker() },
+            { additionalProperties: false },
+          ),
+        ),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     ops: Type.Object(
       {
         allowed_cidrs: Type.Array(Type.String({ pattern: CIDR_PATTERN }), { default: [] }),
@@ -174,6 +220,28 @@ export interface RateLimitConfig {
   max: number;
   /** ms */
   window: number;
+}
+
+export interface BreakerConfig {
+  error_threshold_percentage: number;
+  volume_threshold: number;
+  /** ms */
+  reset_timeout: number;
+  /** ms */
+  rolling_window: number;
+}
+
+/** One polled backend; durations in ms. `url` is absent for market_data (its truth is in Redis). */
+export interface BackendConfig {
+  url?: string;
+  interval: number;
+  timeout: number;
+  api_key?: string;
+  breaker: BreakerConfig;
+  /** order_execution: the `limit` of GetOrders. */
+  limit?: number;
+  /** risk_manager: the account of GetRiskMetrics. */
+  account_id?: string;
 }
 
 export interface Config {
@@ -209,6 +277,7 @@ export interface Config {
     };
   };
   ops: { allowed_cidrs: string[] };
+  backend_services: Partial<Record<SourceName, BackendConfig>>;
   broadcast: { tui_interval: number; web_interval: number };
   ingest: {
     orderbook_depth: number;
@@ -480,6 +549,23 @@ export function configFromDocument(
       },
     },
     ops: { allowed_cidrs: file.ops.allowed_cidrs },
+    backend_services: Object.fromEntries(
+      Object.entries(file.backend_services)
+        .filter(([, backend]) => backend !== undefined)
+        .map(([name, backend]) => [
+          name,
+          {
+            ...backend,
+            interval: parseDuration(backend.interval),
+            timeout: parseDuration(backend.timeout),
+            breaker: {
+              ...backend.breaker,
+              reset_timeout: parseDuration(backend.breaker.reset_timeout),
+              rolling_window: parseDuration(backend.breaker.rolling_window),
+            },
+          },
+        ]),
+    ),
     broadcast: {
       tui_interval: parseDuration(file.broadcast.tui_interval),
       web_interval: parseDuration(file.broadcast.web_interval),
@@ -506,6 +592,13 @@ export function configFromDocument(
     );
   }
   checkAuth(config, from);
+  for (const [name, backend] of Object.entries(config.backend_services)) {
+    if (backend.timeout >= backend.interval) {
+      throw new ConfigError(
+        `config: backend_services.${name}.timeout must be shorter than its interval, got ${backend.timeout}ms >= ${backend.interval}ms`,
+      );
+    }
+  }
   const badCidr = AddressAllowlist.firstInvalid(config.ops.allowed_cidrs);
   if (badCidr !== undefined) {
     throw new ConfigError(

@@ -1,5 +1,6 @@
 import { type TSchema, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { toMillis } from './backends.ts';
 import type { Json, JsonObject } from './merge-patch.ts';
 import { SINGLE, type StateStore } from './state.ts';
 import type { Topic } from './topics.ts';
@@ -84,7 +85,7 @@ export const PayloadSchemas = {
     updated_at: OptTime,
   }),
   account: Type.Object({
-    total_balance: Num,
+    total_balance: OptNum,
     available_balance: OptNum,
     margin_used: OptNum,
     unrealized_pnl: OptNum,
@@ -187,6 +188,8 @@ export class Ingest {
   private readonly now: () => number;
   /** Terminal orders by id, with the time they may be removed at; insertion order is expiry order. */
   private readonly terminalOrders = new Map<string, number>();
+  /** When each entity was last written (local clock), for the rule of replaceSection. */
+  private readonly writtenAt = new Map<string, number>();
 
   constructor(state: StateStore, options: IngestOptions) {
     this.state = state;
@@ -257,6 +260,68 @@ export class Ingest {
     }
   }
 
+  /**
+   * Replaces a keyed section with a backend's full list (a poll that began at `pollStartedAt`):
+   * - a returned record is applied unless the state holds a newer one (by `updated_at`), e.g. from Redis;
+   * - an entity the list no longer has is removed, unless it was written after the poll began (a newer
+   *   update) or is a terminal order still within its retention. `complete: false` (a truncated list)
+   *   removes nothing.
+   * Records are validated like Redis payloads; an invalid one throws PayloadError before anything changes.
+   */
+  replaceSection(
+    topic: 'orders' | 'positions' | 'strategies',
+    records: JsonObject[],
+    pollStartedAt: number,
+    complete = true,
+  ): void {
+    const keyOf = (record: JsonObject) =>
+      topic === 'orders'
+        ? String(record.order_id)
+        : topic === 'positions'
+          ? String(record.symbol).toUpperCase()
+          : String(record.id);
+    // Validate the whole list first (apply throws on the first invalid record): all or nothing.
+    for (const record of records) {
+      if (!checkers[topic].Check(record)) this.apply(topic, record);
+    }
+    const returned = new Set<string>();
+    for (const record of records) {
+      const key = keyOf(record);
+      returned.add(key);
+      if (!this.isNewer(this.state.get(topic, key), record)) this.apply(topic, record);
+    }
+    if (!complete) return;
+    for (const key of [...this.state.keys(topic)]) {
+      if (returned.has(key)) continue;
+      if ((this.writtenAt.get(`${topic}\0${key}`) ?? 0) > pollStartedAt) continue;
+      if (topic === 'orders' && this.terminalOrders.has(key)) continue;
+      this.write(topic, key, undefined);
+    }
+  }
+
+  /** Stores a single-object section (`account`, `risk`) from a backend, unless the state holds a newer one. */
+  replaceSingle(topic: 'account' | 'risk', record: JsonObject): void {
+    if (this.isNewer(this.state.get(topic), record)) return;
+    if (topic === 'account') this.apply('account', record);
+    else this.write('risk', SINGLE, withoutNulls(record));
+  }
+
+  /** Whether `current` carries a later `updated_at` than `incoming` (both must have one). */
+  private isNewer(current: Json | undefined, incoming: JsonObject): boolean {
+    if (current === undefined || current === null || typeof current !== 'object' || Array.isArray(current))
+      return false;
+    const currentTime = toMillis(current.updated_at);
+    const incomingTime = toMillis(incoming.updated_at);
+    return currentTime !== undefined && incomingTime !== undefined && currentTime > incomingTime;
+  }
+
+  private write(topic: Topic, key: string, value: Json | undefined): void {
+    this.state.set(topic, key, value);
+    const id = `${topic}\0${key}`;
+    if (value === undefined) this.writtenAt.delete(id);
+    else this.writtenAt.set(id, this.now());
+  }
+
   /** Removes terminal orders whose retention has passed. Returns how many were removed. */
   sweepTerminalOrders(): number {
     const now = this.now();
@@ -264,7 +329,7 @@ export class Ingest {
     for (const [orderId, expiresAt] of this.terminalOrders) {
       if (expiresAt > now) break;
       this.terminalOrders.delete(orderId);
-      this.state.delete('orders', orderId);
+      this.write('orders', orderId, undefined);
       removed++;
     }
     return removed;
@@ -280,7 +345,7 @@ export class Ingest {
 
   private applyMarketData(record: JsonObject, channelSuffix?: string): void {
     const symbol = this.symbolOf(record, channelSuffix, 'market_data');
-    this.state.set('market_data', symbol, { ...record, symbol });
+    this.write('market_data', symbol, { ...record, symbol });
   }
 
   private applyOrderbook(record: JsonObject, channelSuffix?: string): void {
@@ -288,7 +353,7 @@ export class Ingest {
     const depth = this.options.orderbookDepth;
     const bids = bestLevels(record.bids as Record<string, Json>, depth, true);
     const asks = bestLevels(record.asks as Record<string, Json>, depth, false);
-    this.state.set('orderbook', symbol, { ...record, symbol, bids, asks });
+    this.write('orderbook', symbol, { ...record, symbol, bids, asks });
   }
 
   private applyTrade(record: JsonObject, channelSuffix?: string): void {
@@ -303,7 +368,7 @@ export class Ingest {
     if (index >= this.options.tradesKept) return;
     kept.splice(index, 0, trade);
     if (kept.length > this.options.tradesKept) kept.length = this.options.tradesKept;
-    this.state.set('trades', symbol, kept);
+    this.write('trades', symbol, kept);
   }
 
   private applyOrder(record: JsonObject): void {
@@ -314,28 +379,32 @@ export class Ingest {
     if (TERMINAL_ORDER_STATES.has(state)) {
       this.terminalOrders.set(orderId, this.now() + this.options.terminalOrderRetention);
     }
-    this.state.set('orders', orderId, order);
+    this.write('orders', orderId, order);
   }
 
   private applyPosition(record: JsonObject): void {
     const symbol = String(record.symbol).toUpperCase();
-    if (record.quantity === 0) this.state.delete('positions', symbol);
-    else this.state.set('positions', symbol, { ...record, symbol });
+    if (record.quantity === 0) this.write('positions', symbol, undefined);
+    else this.write('positions', symbol, { ...record, symbol });
   }
 
   private applyAccount(record: JsonObject): void {
+    // The account monitor cannot always total the balances in USD; it always has balances.
+    if (record.total_balance === undefined && record.balances === undefined) {
+      throw new PayloadError('account', 'invalid account payload: neither total_balance nor balances');
+    }
     if (record.balances !== undefined) {
       const balances: JsonObject = {};
       for (const [asset, amount] of Object.entries(record.balances as JsonObject))
         balances[asset] = toNumber(amount);
       record.balances = balances;
     }
-    this.state.set('account', SINGLE, record);
+    this.write('account', SINGLE, record);
   }
 
   private applyStrategy(record: JsonObject): void {
     const id = String(record.id);
-    this.state.set('strategies', id, { ...record, id });
+    this.write('strategies', id, { ...record, id });
   }
 }
 

@@ -7,6 +7,7 @@ export const TOPICS = [
   'positions',
   'account',
   'strategies',
+  'risk',
   'system',
 ] as const;
 export type Topic = (typeof TOPICS)[number];

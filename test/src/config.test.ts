@@ -131,6 +131,7 @@ describe('configFromDocument: defaults', () => {
         },
       },
       ops: { allowed_cidrs: [] },
+      backend_services: {},
       broadcast: { tui_interval: 100, web_interval: 250 },
       ingest: {
         orderbook_depth: 20,
@@ -500,6 +501,58 @@ describe('loadConfig', () => {
     assert.match(
       configError(() => fromDoc({ websocket: { allowed_origins: ['*'] } })),
       /websocket\.allowed_origins/,
+    );
+  });
+
+  test('backend_services: only configured sources, durations in ms, breaker defaults', () => {
+    const config = fromDoc({
+      backend_services: {
+        order_execution: { url: 'localhost:50051', limit: 200 },
+        strategy_engine: {
+          url: 'http://localhost:8082',
+          interval: '10s',
+          api_key: 'k',
+          breaker: { reset_timeout: '5s' },
+        },
+        market_data: { interval: '1m' },
+      },
+    });
+    assert.deepEqual(Object.keys(config.backend_services).sort(), [
+      'market_data',
+      'order_execution',
+      'strategy_engine',
+    ]);
+    assert.equal(config.backend_services.order_execution?.interval, 30_000);
+    assert.equal(config.backend_services.order_execution?.timeout, 5000);
+    assert.equal(config.backend_services.order_execution?.limit, 200);
+    assert.deepEqual(config.backend_services.strategy_engine?.breaker, {
+      error_threshold_percentage: 50,
+      volume_threshold: 3,
+      reset_timeout: 5000,
+      rolling_window: 300_000,
+    });
+    assert.equal(config.backend_services.market_data?.interval, 60_000);
+    assert.match(
+      configError(() =>
+        fromDoc({ backend_services: { order_execution: { url: 'http://localhost:50051' } } }),
+      ),
+      /backend_services\.order_execution\.url/,
+    );
+    assert.match(
+      configError(() => fromDoc({ backend_services: { account_monitor: { url: 'localhost:8084' } } })),
+      /backend_services\.account_monitor\.url/,
+    );
+    assert.match(
+      configError(() => fromDoc({ backend_services: { market_data: { url: 'http://x:1' } } })),
+      /unknown key backend_services\.market_data\.url/,
+    );
+    assert.match(
+      configError(() =>
+        fromDoc({
+          backend_services: { account_monitor: { url: 'http://x:1', interval: '1s', timeout: '2s' } },
+        }),
+      ),
+      /backend_services\.account_monitor\.timeout must be shorter than its interval/,
     );
   });
 

@@ -1,0 +1,295 @@
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import fp from 'fastify-plugin';
+import { Pool } from 'undici';
+import {
+  accountFromResponse,
+  ordersFromResponse,
+  riskFromResponses,
+  type SourceName,
+  strategiesFromResponses,
+} from '../src/backends.ts';
+import type { BackendConfig } from '../src/config.ts';
+import type { JsonObject } from '../src/merge-patch.ts';
+import { PolledSource, type PollOutcome, statusRecord } from '../src/poller.ts';
+import { SINGLE } from '../src/state.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    poller: {
+      readonly sources: ReadonlyMap<SourceName, PolledSource>;
+      /** Polls every source soon (jittered): at start, after a Redis reconnect, when a breaker closes. */
+      pollAll(): void;
+      /** Called after each poll, for the metrics plugin. */
+      onPoll: ((name: SourceName, outcome: PollOutcome, seconds: number) => void) | undefined;
+    };
+  }
+}
+
+/** A non-2xx answer from an HTTP backend. */
+export class BackendHttpError extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+const PROTO_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
+const protoPath = (name: string) => fileURLToPath(new URL(`../proto/${name}`, import.meta.url));
+
+type UnaryCall = (
+  request: object,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: (error: grpc.ServiceError | null, response: unknown) => void,
+) => void;
+
+/** One unary gRPC call with a deadline, cancelled when `signal` aborts. */
+function unary(
+  client: grpc.Client,
+  method: string,
+  request: object,
+  metadata: grpc.Metadata,
+  timeout: number,
+  signal: AbortSignal,
+) {
+  return new Promise<unknown>((resolve, reject) => {
+    const call = (client as unknown as Record<string, UnaryCall>)[method].call(
+      client,
+      request,
+      metadata,
+      { deadline: Date.now() + timeout },
+      (error, response) =>
+        error ? reject(new Error(`${method}: ${error.details || error.message}`)) : resolve(response),
+    ) as unknown as grpc.ClientUnaryCall;
+    signal.addEventListener('abort', () => call.cancel(), { once: true });
+  });
+}
+
+/** GET a JSON document through a pool; the body is always consumed, so the connection is reused. */
+async function getJson(
+  pool: Pool,
+  path: string,
+  headers: Record<string, string>,
+  signal: AbortSignal,
+  name: string,
+) {
+  const response = await pool.request({ method: 'GET', path, headers, signal });
+  if (response.statusCode !== 200) {
+    await response.body.dump();
+    const hint =
+      response.statusCode === 401 || response.statusCode === 403
+        ? `: configuration error, check backend_services.${name}.api_key`
+        : '';
+    throw new BackendHttpError(response.statusCode, `GET ${path} answered ${response.statusCode}${hint}`);
+  }
+  try {
+    return await response.body.json();
+  } catch {
+    throw new Error(`GET ${path}: body is not valid JSON`);
+  }
+}
+
+/**
+ * The backend poller: each configured backend is polled on its own schedule through its own breaker, and its
+ * results go into the state through the same Ingest as Redis messages. Status per source in `system.sources`.
+ */
+export default fp(
+  async (fastify) => {
+    const { backend_services: backends } = fastify.config;
+    const { ingest, state, log } = fastify;
+    const sources = new Map<SourceName, PolledSource>();
+    const closers: (() => unknown)[] = [];
+
+    const grpcPackage = (file: string) =>
+      grpc.loadPackageDefinition(protoLoader.loadSync(protoPath(file), PROTO_OPTIONS)) as Record<
+        string,
+        Record<string, grpc.ServiceClientConstructor>
+      >;
+    const grpcMetadata = (config: BackendConfig) => {
+      const metadata = new grpc.Metadata();
+      if (config.api_key) metadata.set('authorization', `Bearer ${config.api_key}`);
+      return metadata;
+    };
+    const httpPool = (config: BackendConfig) => {
+      const pool = new Pool(config.url!, {
+        connections: 2,
+        headersTimeout: config.timeout,
+        bodyTimeout: config.timeout,
+        connectTimeout: config.timeout,
+      });
+      closers.push(() => pool.destroy());
+      return pool;
+    };
+
+    function publishStatus(name: SourceName, status: PolledSource['status']) {
+      const system = state.get('system') as JsonObject;
+      const sourcesRecord = {
+        ...((system.sources as JsonObject | undefined) ?? {}),
+        [name]: statusRecord(status),
+      };
+      state.set('system', SINGLE, { ...system, sources: sourcesRecord });
+    }
+
+    function add<T>(
+      name: SourceName,
+      config: BackendConfig,
+      fetch: (signal: AbortSignal) => Promise<T>,
+      apply: (result: T, startedAt: number) => void,
+    ) {
+      sources.set(
+        name,
+        new PolledSource<T>({
+          name,
+          interval: config.interval,
+          timeout: config.timeout,
+          breaker: config.breaker,
+          fetch,
+          apply,
+          onStatus: publishStatus,
+          onPoll: (...args) => poller.onPoll?.(...args),
+          onRecovered: () => poller.pollAll(),
+          logger: log,
+        }) as PolledSource,
+      );
+    }
+
+    const orderConfig = backends.order_execution;
+    if (orderConfig) {
+      const { order } = grpcPackage('order.proto');
+      const client = new order.OrderService(orderConfig.url!, grpc.credentials.createInsecure());
+      closers.push(() => client.close());
+      const limit = orderConfig.limit!;
+      add(
+        'order_execution',
+        orderConfig,
+        async (signal) => {
+          const request = { symbol: '', state: 'STATE_UNSPECIFIED', start_time: 0, end_time: 0, limit };
+          const response = await unary(
+            client,
+            'GetOrders',
+            request,
+            grpcMetadata(orderConfig),
+            orderConfig.timeout,
+            signal,
+          );
+          return ordersFromResponse(response);
+        },
+        (orders, startedAt) => {
+          // A full page may be cut short by `limit`: then orders missing from it are not taken as gone.
+          const complete = orders.length < limit;
+          if (!complete) {
+            log.warn(
+              { limit },
+              'backend order_execution: GetOrders returned `limit` orders; raise backend_services.order_execution.limit',
+            );
+          }
+          ingest.replaceSection('orders', orders, startedAt, complete);
+        },
+      );
+    }
+
+    const riskConfig = backends.risk_manager;
+    if (riskConfig) {
+      const { riskmanager } = grpcPackage('risk.proto');
+      const client = new riskmanager.RiskManager(riskConfig.url!, grpc.credentials.createInsecure());
+      closers.push(() => client.close());
+      add(
+        'risk_manager',
+        riskConfig,
+        async (signal) => {
+          const metadata = grpcMetadata(riskConfig);
+          const [metrics, stop] = await Promise.all([
+            unary(
+              client,
+              'GetRiskMetrics',
+              { account_id: riskConfig.account_id },
+              metadata,
+              riskConfig.timeout,
+              signal,
+            ),
+            unary(client, 'GetEmergencyStopStatus', {}, metadata, riskConfig.timeout, signal),
+          ]);
+          return riskFromResponses(metrics, stop);
+        },
+        (risk) => ingest.replaceSingle('risk', risk),
+      );
+    }
+
+    const accountConfig = backends.account_monitor;
+    if (accountConfig) {
+      const pool = httpPool(accountConfig);
+      add(
+        'account_monitor',
+        accountConfig,
+        async (signal) =>
+          accountFromResponse(await getJson(pool, '/api/account', {}, signal, 'account_monitor')),
+        ({ account, positions }, startedAt) => {
+          ingest.replaceSingle('account', account);
+          ingest.replaceSection('positions', positions, startedAt);
+        },
+      );
+    }
+
+    const strategyConfig = backends.strategy_engine;
+    if (strategyConfig) {
+      const pool = httpPool(strategyConfig);
+      const headers: Record<string, string> = strategyConfig.api_key
+        ? { 'x-api-key': strategyConfig.api_key }
+        : {};
+      add(
+        'strategy_engine',
+        strategyConfig,
+        async (signal) => {
+          const [status, info] = await Promise.all([
+            getJson(pool, '/status', headers, signal, 'strategy_engine'),
+            getJson(pool, '/api/service-info', headers, signal, 'strategy_engine'),
+          ]);
+          return strategiesFromResponses(status, info);
+        },
+        (strategies, startedAt) => ingest.replaceSection('strategies', strategies, startedAt),
+      );
+    }
+
+    const marketConfig = backends.market_data;
+    if (marketConfig) {
+      // The market data service's truth is in the Redis keys; its HTTP port has only /health.
+      add(
+        'market_data',
+        marketConfig,
+        async () => fastify.redisIngest.reload(),
+        () => {},
+      );
+    }
+
+    const poller = {
+      sources,
+      pollAll() {
+        for (const source of sources.values()) source.pollSoon();
+      },
+      onPoll: undefined as ((name: SourceName, outcome: PollOutcome, seconds: number) => void) | undefined,
+    };
+    fastify.decorate('poller', poller);
+
+    fastify.addHook('onReady', async () => {
+      for (const source of sources.values()) source.start();
+      // After a Redis outage, messages published meanwhile are lost: refresh from the backends.
+      fastify.redisIngest.events.on('status', (status: string) => {
+        if (status === 'up' && fastify.redisIngest.info.reconnects > 0) poller.pollAll();
+      });
+    });
+    fastify.addHook('onClose', async () => {
+      for (const source of sources.values()) source.stop();
+      for (const close of closers) await close();
+    });
+  },
+  { name: 'poller', dependencies: ['config', 'state', 'redis-ingest'] },
+);

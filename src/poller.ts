@@ -1,0 +1,186 @@
+import CircuitBreaker from 'opossum';
+import type { SourceName } from './backends.ts';
+import type { BreakerConfig } from './config.ts';
+import type { JsonObject } from './merge-patch.ts';
+
+export type SourceHealth = 'ok' | 'degraded' | 'down';
+export type BreakerState = 'closed' | 'open' | 'half_open';
+
+/** What `system.sources.<name>` shows clients, /debug and the metrics. */
+export interface SourceStatus {
+  status: SourceHealth;
+  breaker: BreakerState;
+  /** ISO time of the last successful poll, or null before the first. */
+  last_success: string | null;
+  /** The last failure, kept after recovery for the record. */
+  last_error: string | null;
+  /** Since when the data of this source is stale (the first failure after a success), or null. */
+  stale_since: string | null;
+}
+
+export type PollOutcome = 'success' | 'failure' | 'timeout' | 'rejected';
+
+export interface PolledSourceOptions<T> {
+  name: SourceName;
+  /** ms between polls */
+  interval: number;
+  /** ms a poll may take; the call is aborted after it */
+  timeout: number;
+  breaker: BreakerConfig;
+  /** Calls the backend and validates the answer; must honour `signal`. */
+  fetch: (signal: AbortSignal) => Promise<T>;
+  /** Writes a valid result to the state; `startedAt` is when the poll began (Date.now()). */
+  apply: (result: T, startedAt: number) => void;
+  /** Called whenever the status changes (not for a success that changes nothing but the time). */
+  onStatus: (name: SourceName, status: SourceStatus) => void;
+  /** Called after each poll, for the metrics. */
+  onPoll?: (name: SourceName, outcome: PollOutcome, seconds: number) => void;
+  /** Called when the breaker closes again after being open. */
+  onRecovered?: (name: SourceName) => void;
+  logger: { warn(object: object, message: string): void; info(object: object, message: string): void };
+  /** Largest random delay before a triggered poll, in ms, so a restart does not stampede the backends. */
+  jitter?: number;
+}
+
+/**
+ * One backend polled on its own schedule through its own circuit breaker (opossum). A failed or refused poll
+ * leaves the section's last known data in place and marks the source stale; nothing is ever made up.
+ */
+export class PolledSource<T = unknown> {
+  readonly name: SourceName;
+  readonly status: SourceStatus = {
+    status: 'down',
+    breaker: 'closed',
+    last_success: null,
+    last_error: null,
+    stale_since: null,
+  };
+  readonly counts: Record<PollOutcome, number> = { success: 0, failure: 0, timeout: 0, rejected: 0 };
+  readonly breaker: CircuitBreaker<[AbortSignal], T>;
+  private readonly options: PolledSourceOptions<T>;
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<void> | undefined;
+  private stopped = true;
+
+  constructor(options: PolledSourceOptions<T>) {
+    this.name = options.name;
+    this.options = options;
+    const { breaker } = options;
+    this.breaker = new CircuitBreaker(options.fetch, {
+      // The call aborts itself at `timeout`; the breaker's own timer is a backstop a little later.
+      timeout: options.timeout + 250,
+      errorThresholdPercentage: breaker.error_threshold_percentage,
+      volumeThreshold: breaker.volume_threshold,
+      resetTimeout: breaker.reset_timeout,
+      rollingCountTimeout: breaker.rolling_window,
+      rollingCountBuckets: 10,
+    });
+    this.breaker.on('open', () => this.setBreaker('open'));
+    this.breaker.on('halfOpen', () => {
+      this.setBreaker('half_open');
+      // The probe: poll now instead of waiting for the next interval.
+      this.pollSoon(0);
+    });
+    this.breaker.on('close', () => {
+      const wasOpen = this.status.breaker !== 'closed';
+      this.setBreaker('closed');
+      if (wasOpen) this.options.onRecovered?.(this.name);
+    });
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.pollSoon();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.breaker.shutdown();
+  }
+
+  /** Polls after a random delay up to `jitter` ms (unless a poll is under way), then on schedule. */
+  pollSoon(jitter = this.options.jitter ?? 1000): void {
+    if (this.stopped || this.inFlight) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.poll(), Math.floor(Math.random() * jitter));
+  }
+
+  /** One poll; resolves when its result (or failure) has been recorded. */
+  poll(): Promise<void> {
+    if (this.inFlight) return this.inFlight;
+    clearTimeout(this.timer);
+    this.inFlight = this.run().finally(() => {
+      this.inFlight = undefined;
+      if (!this.stopped) this.timer = setTimeout(() => void this.poll(), this.options.interval);
+    });
+    return this.inFlight;
+  }
+
+  private async run(): Promise<void> {
+    const startedAt = Date.now();
+    const started = performance.now();
+    const abort = new AbortController();
+    const deadline = setTimeout(
+      () => abort.abort(new Error(`timed out after ${this.options.timeout}ms`)),
+      this.options.timeout,
+    );
+    let outcome: PollOutcome = 'success';
+    try {
+      const result = await this.breaker.fire(abort.signal);
+      this.options.apply(result, startedAt);
+      this.succeeded(startedAt);
+    } catch (error) {
+      outcome = this.failed(error, abort.signal.aborted);
+    } finally {
+      clearTimeout(deadline);
+      abort.abort();
+      this.counts[outcome]++;
+      this.options.onPoll?.(this.name, outcome, (performance.now() - started) / 1000);
+    }
+  }
+
+  private succeeded(at: number): void {
+    const wasOk = this.status.status === 'ok';
+    this.status.status = 'ok';
+    this.status.last_success = new Date(at).toISOString();
+    this.status.stale_since = null;
+    if (!wasOk) this.options.logger.info({ source: this.name }, `backend ${this.name}: polling succeeds`);
+    this.options.onStatus(this.name, this.status);
+  }
+
+  private failed(error: unknown, timedOut: boolean): PollOutcome {
+    const rejected = (error as { code?: string }).code === 'EOPENBREAKER';
+    const timeout = timedOut || (error as { code?: string }).code === 'ETIMEDOUT';
+    const message = rejected
+      ? 'circuit open: no request sent'
+      : timeout
+        ? `timed out after ${this.options.timeout}ms`
+        : (error as Error).message;
+    const before = this.status.status;
+    this.status.status = this.breaker.opened ? 'down' : 'degraded';
+    this.status.stale_since ??= new Date().toISOString();
+    if (!rejected) this.status.last_error = message;
+    const changed = before !== this.status.status;
+    if (changed) {
+      this.options.logger.warn(
+        { source: this.name, err: message },
+        `backend ${this.name}: poll failed; keeping last known data`,
+      );
+    }
+    if (changed || !rejected) this.options.onStatus(this.name, this.status);
+    return rejected ? 'rejected' : timeout ? 'timeout' : 'failure';
+  }
+
+  private setBreaker(state: BreakerState): void {
+    if (this.status.breaker === state) return;
+    this.status.breaker = state;
+    if (state === 'open') this.status.status = 'down';
+    this.options.onStatus(this.name, this.status);
+  }
+}
+
+/** A plain copy of a status for the state (which must never share objects with a mutable source). */
+export function statusRecord(status: SourceStatus): JsonObject {
+  return { ...status };
+}
