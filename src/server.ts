@@ -18,6 +18,12 @@ try {
   process.exit(1);
 }
 
+if (values['check-config']) {
+  // Used by deploy.sh before switching releases: the same loader and checks as a real start.
+  process.stdout.write(`dashboard-server: config OK: ${path}\n`);
+  process.exit(0);
+}
+
 const app = await buildApp(config);
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {

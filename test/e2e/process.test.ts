@@ -80,6 +80,17 @@ describe('config errors stop the service with one line naming the key', () => {
   }
 });
 
+describe('--check-config', () => {
+  test('exits 0 with a line for a valid config and 1 with the error line for an invalid one', async () => {
+    const good = await run(['--check-config', '--config', configFile('auth:\n  enabled: false\n')]).exited;
+    assert.equal(good.code, 0);
+    assert.match(good.stdout, /config OK/);
+    const bad = await run(['--check-config', '--config', configFile('server:\n  port: -1\n')]).exited;
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /server\.port/);
+  });
+});
+
 describe('a running service', () => {
   let redis: TestRedis;
   before(async () => {
