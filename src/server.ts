@@ -3,7 +3,7 @@ import { buildApp } from './app.ts';
 import { ConfigError, loadConfig } from './config.ts';
 
 const { values } = parseArgs({
-  options: { config: { type: 'string', short: 'c' } },
+  options: { config: { type: 'string', short: 'c' }, 'check-config': { type: 'boolean' } },
   allowPositionals: false,
 });
 const path =
