@@ -41,6 +41,8 @@ export default fp(
       readTimeout: ws.read_timeout,
       logger: fastify.log,
       maxSubscriptions: ws.max_subscriptions,
+      maxBuffered: ws.max_buffered,
+      maxLag: ws.max_lag,
       rateLimit: {
         messagesPerSecond: ws.rate_limit.messages_per_second,
         burst: ws.rate_limit.burst,

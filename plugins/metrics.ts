@@ -77,6 +77,19 @@ export default fp(
     mirroredCounter('dashboard_disconnects_total', 'Client sockets closed by the hub', ['code'], () =>
       Object.entries(hub.stats.disconnects).map(([code, count]) => [{ code }, count]),
     );
+    mirroredCounter(
+      'dashboard_slow_consumer_skips_total',
+      'Ticks a client was skipped because its socket buffer was over websocket.max_buffered',
+      [],
+      () => [[{}, hub.stats.slowConsumerSkips]],
+    );
+    new client.Gauge({
+      name: 'dashboard_websocket_max_buffered_bytes',
+      help: 'The largest socket buffer of any client, in bytes',
+      collect() {
+        this.set(hub.maxBufferedAmount());
+      },
+    });
     new client.Gauge({
       name: 'dashboard_redis_connected',
       help: '1 while the Redis subscriber connection is up',

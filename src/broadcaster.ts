@@ -10,6 +10,8 @@ export type ClientType = (typeof CLIENT_TYPES)[number];
 /** What the hub needs of a WebSocket; `ws`'s WebSocket has all of it. */
 export interface ClientSocket {
   readonly readyState: number;
+  /** Bytes queued in user space that the kernel has not taken yet. */
+  readonly bufferedAmount: number;
   send(data: Buffer, options: { binary: boolean }): void;
   ping(): void;
   terminate(): void;
@@ -39,6 +41,10 @@ export interface HubOptions {
   rateLimit: { messagesPerSecond: number; burst: number; maxViolations: number; window: number };
   /** Whether a principal may read a subscription; everything when absent. */
   mayRead?: (principal: Principal, subscription: string) => boolean;
+  /** A client with more bytes than this waiting in its socket is skipped this tick (conflation). */
+  maxBuffered: number;
+  /** A client behind (skipped, or not answering a ping while data flows) for longer, in ms, is closed with 4008. */
+  maxLag: number;
   /** Verifies a fresh token sent with `{"action":"auth"}`; throws an error with a `code` when it is not valid. */
   verifyToken?: (token: string) => Principal;
   now?: () => number;
@@ -49,6 +55,7 @@ export const CloseCode = {
   GOING_AWAY: 1001,
   INTERNAL_ERROR: 1011,
   TOKEN_EXPIRED: 4001,
+  SLOW_CONSUMER: 4008,
   RATE_LIMITED: 4029,
 } as const;
 
@@ -74,6 +81,12 @@ export class HubClient {
   violations = 0;
   violationWindowStart = 0;
   expiryTimer: NodeJS.Timeout | undefined;
+  /** Since when the client has been skipped for a full buffer, or undefined while it keeps up. */
+  behindSince: number | undefined;
+  /** When the last ping went out and the last pong came back; whether anything was sent since that ping. */
+  pingSentAt = 0;
+  pongAt = 0;
+  sentSincePing = false;
 
   constructor(
     id: number,
@@ -125,6 +138,8 @@ export interface HubStats {
   rejectedMessages: Record<string, number>;
   /** Sockets closed by the hub, by close code (`terminated` for a dead peer). */
   disconnects: Record<string, number>;
+  /** Ticks a client was skipped because its socket buffer was over websocket.max_buffered. */
+  slowConsumerSkips: number;
 }
 
 /**
@@ -139,6 +154,7 @@ export class Hub {
     sentMessages: { tui: 0, web: 0 },
     rejectedMessages: {},
     disconnects: {},
+    slowConsumerSkips: 0,
   };
   private readonly groups = new Map<string, Group>();
   /** Open sockets per user, for websocket.max_clients_per_user. */
@@ -161,7 +177,9 @@ export class Hub {
     for (const type of CLIENT_TYPES) {
       this.timers.push(setInterval(() => this.tick(type), this.options.intervals[type]));
     }
-    this.timers.push(setInterval(() => this.heartbeat(), this.options.pingInterval));
+    // Often enough both for the ping cadence and to notice, within max_lag, a client that stopped reading.
+    const heartbeatEvery = Math.min(this.options.pingInterval, Math.max(10, this.options.maxLag / 4));
+    this.timers.push(setInterval(() => this.heartbeat(), heartbeatEvery));
   }
 
   stop(): void {
@@ -200,6 +218,7 @@ export class Hub {
     socket.on('message', (data, binary) => this.receive(client, data, binary));
     socket.on('pong', () => {
       client.lastSeenAt = this.now();
+      client.pongAt = client.lastSeenAt;
     });
     socket.on('close', () => this.disconnect(client));
     return client;
@@ -382,18 +401,44 @@ export class Hub {
     this.onTick?.(type, (performance.now() - started) / 1000);
   }
 
-  /** Pings every client; terminates those silent for longer than the read timeout. */
+  /**
+   * Liveness and lag, for every client: silent for longer than the read timeout → terminated; a ping unanswered
+   * for longer than max_lag while updates were being sent → 4008, because a client that stopped reading hides
+   * megabytes in kernel buffers before its buffered amount grows. Pings go out every ping interval, and every
+   * max_lag / 2 to clients that are being sent data.
+   */
   heartbeat(): void {
-    const deadline = this.now() - this.options.readTimeout;
-    for (const client of this.clients) {
-      if (client.lastSeenAt < deadline) {
+    const now = this.now();
+    const { readTimeout, maxLag, pingInterval } = this.options;
+    for (const client of [...this.clients]) {
+      if (client.lastSeenAt < now - readTimeout) {
         this.stats.disconnects.terminated = (this.stats.disconnects.terminated ?? 0) + 1;
         client.socket.terminate();
         this.disconnect(client);
-      } else if (client.socket.readyState === OPEN) {
+        continue;
+      }
+      const unanswered = client.pingSentAt > client.pongAt;
+      if (unanswered) {
+        if (client.sentSincePing && now - client.pingSentAt > maxLag) {
+          this.close(client, CloseCode.SLOW_CONSUMER, 'slow_consumer');
+        }
+        continue;
+      }
+      const since = now - client.pingSentAt;
+      if (since >= pingInterval || (client.sentSincePing && since >= maxLag / 2)) {
+        if (client.socket.readyState !== OPEN) continue;
         client.socket.ping();
+        client.pingSentAt = now;
+        client.sentSincePing = false;
       }
     }
+  }
+
+  /** The largest socket buffer of any client, in bytes (a gauge for the metrics). */
+  maxBufferedAmount(): number {
+    let largest = 0;
+    for (const client of this.clients) largest = Math.max(largest, client.socket.bufferedAmount);
+    return largest;
   }
 
   /** Closes every client with `code`, e.g. 1001 at shutdown. */
@@ -407,10 +452,20 @@ export class Hub {
   }
 
   private broadcastGroup(group: Group, sequence: number): void {
-    // Clients normally all hold the same view; those that do not (just subscribed) get their own patch.
+    // Clients normally all hold the same view; those that do not (just subscribed, or skipped while their
+    // buffer was full) get their own patch, from their own sequence: one merged diff, never a backlog.
     const cohorts = new Map<string, HubClient[]>();
+    const now = this.now();
     for (const client of group.clients) {
       if (client.scanned >= sequence) continue;
+      if (client.socket.bufferedAmount > this.options.maxBuffered) {
+        this.stats.slowConsumerSkips++;
+        client.behindSince ??= now;
+        if (now - client.behindSince > this.options.maxLag)
+          this.close(client, CloseCode.SLOW_CONSUMER, 'slow_consumer');
+        continue;
+      }
+      client.behindSince = undefined;
       const key = `${client.sequence}/${client.scanned}`;
       const cohort = cohorts.get(key);
       if (cohort) cohort.push(client);
@@ -433,7 +488,7 @@ export class Hub {
           type: 'diff_update',
           sequence,
           base_sequence: base,
-          timestamp: new Date(this.now()).toISOString(),
+          timestamp: new Date(now).toISOString(),
           changes,
         });
       }
@@ -444,7 +499,9 @@ export class Hub {
         client.scanned = sequence;
       }
     }
-    group.minScanned = sequence;
+    let lowest = sequence;
+    for (const client of group.clients) lowest = Math.min(lowest, client.scanned);
+    group.minScanned = lowest;
   }
 
   private trimJournal(): void {
@@ -505,6 +562,7 @@ export class Hub {
   private send(client: HubClient, frame: Buffer): void {
     if (client.socket.readyState !== OPEN) return;
     client.socket.send(frame, { binary: isBinary(client.format) });
+    client.sentSincePing = true;
     const key = `${client.type}|${client.format}`;
     this.stats.sentBytes[key] = (this.stats.sentBytes[key] ?? 0) + frame.length;
     this.stats.sentMessages[client.type]++;

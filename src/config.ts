@@ -122,6 +122,8 @@ export const ConfigFileSchema = Type.Object(
         ping_interval: Duration('30s'),
         read_timeout: Duration('60s'),
         max_message_size: Size('64KiB'),
+        max_buffered: Size('1MiB'),
+        max_lag: Duration('10s'),
         allowed_origins: Type.Array(Type.String({ pattern: ORIGIN_PATTERN }), { default: [] }),
         require_origin: Type.Boolean({ default: false }),
         max_subscriptions: Type.Integer({ minimum: 1, maximum: 1000, default: 50 }),
@@ -251,6 +253,8 @@ export interface Config {
     ping_interval: number;
     read_timeout: number;
     max_message_size: number;
+    max_buffered: number;
+    max_lag: number;
     allowed_origins: string[];
     require_origin: boolean;
     max_subscriptions: number;
@@ -525,6 +529,8 @@ export function configFromDocument(
       ping_interval: parseDuration(file.websocket.ping_interval),
       read_timeout: parseDuration(file.websocket.read_timeout),
       max_message_size: parseSize(file.websocket.max_message_size),
+      max_buffered: parseSize(file.websocket.max_buffered),
+      max_lag: parseDuration(file.websocket.max_lag),
       rate_limit: { ...file.websocket.rate_limit, window: parseDuration(file.websocket.rate_limit.window) },
       connect_rate_limit: rateLimit(file.websocket.connect_rate_limit),
     },

@@ -104,6 +104,8 @@ describe('configFromDocument: defaults', () => {
         ping_interval: 30_000,
         read_timeout: 60_000,
         max_message_size: 65_536,
+        max_buffered: 1_048_576,
+        max_lag: 10_000,
         allowed_origins: [],
         require_origin: false,
         max_subscriptions: 50,
