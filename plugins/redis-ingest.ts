@@ -94,10 +94,14 @@ export default fp(
       try {
         ingest.handleMessage(name, message);
       } catch (error) {
-        if (!(error instanceof PayloadError)) throw error;
-        const suppressed = invalidLog.allow(error.topic);
-        if (suppressed !== undefined) {
+        // Nothing a publisher sends may take the hub down: an unexpected failure drops that message too.
+        const topic = error instanceof PayloadError ? error.topic : 'unexpected';
+        const suppressed = invalidLog.allow(topic);
+        if (suppressed === undefined) return;
+        if (error instanceof PayloadError) {
           log.warn({ channel: name, suppressed }, `ingest: dropped message: ${error.message}`);
+        } else {
+          log.error({ channel: name, suppressed, err: error }, 'ingest: message handling failed; dropped');
         }
       }
     });

@@ -27,6 +27,7 @@ export default fp(
       tradesKept: options.trades_kept,
       terminalOrderRetention: options.terminal_order_retention,
       maxMessageSize: options.max_message_size,
+      maxSymbols: options.max_symbols,
     });
     // A quarter of the retention keeps removal within 25% of the promised time, and never busier than 10/s.
     const sweepEvery = Math.max(100, Math.min(options.terminal_order_retention / 4, 60_000));

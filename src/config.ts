@@ -209,6 +209,7 @@ export const ConfigFileSchema = Type.Object(
         trades_kept: Type.Integer({ minimum: 1, maximum: 10000, default: 50 }),
         terminal_order_retention: Duration('10m'),
         max_message_size: Size('1MiB'),
+        max_symbols: Type.Integer({ minimum: 1, default: 1000 }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -288,6 +289,7 @@ export interface Config {
     trades_kept: number;
     terminal_order_retention: number;
     max_message_size: number;
+    max_symbols: number;
   };
 }
 
@@ -581,6 +583,7 @@ export function configFromDocument(
       trades_kept: file.ingest.trades_kept,
       terminal_order_retention: parseDuration(file.ingest.terminal_order_retention),
       max_message_size: parseSize(file.ingest.max_message_size),
+      max_symbols: file.ingest.max_symbols,
     },
   };
   const from = (key: string) => (sources.has(key) ? ` (from ${sources.get(key)})` : '');

@@ -139,6 +139,8 @@ export interface IngestOptions {
   terminalOrderRetention: number;
   /** Largest payload accepted, in bytes. */
   maxMessageSize: number;
+  /** Most distinct symbols in market_data, orderbook and trades: a publisher flooding names is refused past it. */
+  maxSymbols?: number;
   now?: () => number;
 }
 
@@ -156,21 +158,35 @@ function toNumber(value: unknown): number {
 }
 
 /** Drops null fields at every depth of objects: a merge patch cannot carry a null value. */
-function withoutNulls(value: Record<string, unknown>): JsonObject {
+/** Keys that would reach an object's prototype when assigned: refused wherever they appear in a payload. */
+const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** Deeper objects than this in a payload are refused (no backend nests that far; a hostile one could). */
+const MAX_DEPTH = 32;
+
+function withoutNulls(value: Record<string, unknown>, topic: string, depth = 0): JsonObject {
+  if (depth > MAX_DEPTH)
+    throw new PayloadError(topic, `invalid ${topic} payload: nested deeper than ${MAX_DEPTH}`);
   const result: JsonObject = {};
   for (const [key, field] of Object.entries(value)) {
+    if (UNSAFE_KEYS.has(key))
+      throw new PayloadError(topic, `invalid ${topic} payload: key ${JSON.stringify(key)} is not allowed`);
     if (field === null) continue;
     result[key] =
       typeof field === 'object' && !Array.isArray(field)
-        ? withoutNulls(field as Record<string, unknown>)
+        ? withoutNulls(field as Record<string, unknown>, topic, depth + 1)
         : (field as Json);
   }
   return result;
 }
 
 /** Copies a payload without null fields and with numbers as numbers. */
-function normalize(payload: Record<string, unknown>, numericFields: readonly string[]): JsonObject {
-  const result = withoutNulls(payload);
+function normalize(
+  payload: Record<string, unknown>,
+  numericFields: readonly string[],
+  topic: string,
+): JsonObject {
+  const result = withoutNulls(payload, topic);
   for (const field of numericFields) {
     if (result[field] !== undefined) result[field] = toNumber(result[field]);
   }
@@ -190,6 +206,8 @@ export class Ingest {
   private readonly terminalOrders = new Map<string, number>();
   /** When each entity was last written (local clock), for the rule of replaceSection. */
   private readonly writtenAt = new Map<string, number>();
+  /** Symbols seen in market_data, orderbook and trades. */
+  private readonly symbols = new Set<string>();
 
   constructor(state: StateStore, options: IngestOptions) {
     this.state = state;
@@ -234,7 +252,7 @@ export class Ingest {
       const where = error?.path ? `${error.path}: ` : '';
       throw new PayloadError(topic, `invalid ${topic} payload: ${where}${error?.message ?? 'wrong shape'}`);
     }
-    const record = normalize(payload as Record<string, unknown>, NUMERIC_FIELDS[topic]);
+    const record = normalize(payload as Record<string, unknown>, NUMERIC_FIELDS[topic], topic);
     switch (topic) {
       case 'market_data':
         this.applyMarketData(record, channelSuffix);
@@ -303,7 +321,7 @@ export class Ingest {
   replaceSingle(topic: 'account' | 'risk', record: JsonObject): void {
     if (this.isNewer(this.state.get(topic), record)) return;
     if (topic === 'account') this.apply('account', record);
-    else this.write('risk', SINGLE, withoutNulls(record));
+    else this.write('risk', SINGLE, withoutNulls(record, 'risk'));
   }
 
   /** Whether `current` carries a later `updated_at` than `incoming` (both must have one). */
@@ -340,7 +358,17 @@ export class Ingest {
     if (!symbol || !/^[A-Za-z0-9._-]{1,32}$/.test(symbol)) {
       throw new PayloadError(topic, `${topic} payload has no symbol and its channel names none`);
     }
-    return symbol.toUpperCase();
+    const upper = symbol.toUpperCase();
+    if (!this.symbols.has(upper)) {
+      if (this.symbols.size >= (this.options.maxSymbols ?? Number.POSITIVE_INFINITY)) {
+        throw new PayloadError(
+          topic,
+          `symbol ${upper} refused: ingest.max_symbols (${this.options.maxSymbols}) reached`,
+        );
+      }
+      this.symbols.add(upper);
+    }
+    return upper;
   }
 
   private applyMarketData(record: JsonObject, channelSuffix?: string): void {

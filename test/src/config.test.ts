@@ -140,6 +140,7 @@ describe('configFromDocument: defaults', () => {
         trades_kept: 50,
         terminal_order_retention: 600_000,
         max_message_size: 1_048_576,
+        max_symbols: 1000,
       },
     });
   });
