@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import WebSocket from 'ws';
 import { connectClient } from '../helpers/client.ts';
 import { freePort, TestRedis } from '../helpers/redis.ts';
 import { signToken, TEST_SECRET } from '../helpers/tokens.ts';
@@ -128,5 +130,46 @@ describe('a running service', () => {
     const result = await service.exited;
     assert.equal(result.code, 0);
     assert.match(result.stdout, /"msg":"shutting down"/);
+  });
+
+  test('while draining for a client that never closes, new upgrades get 503 and a second signal exits at once', async (t) => {
+    const port = await freePort();
+    const service = run([], {
+      DASHBOARD_SERVER__PORT: String(port),
+      DASHBOARD_SERVER__HOST: '127.0.0.1',
+      DASHBOARD_SERVER__SHUTDOWN_TIMEOUT: '20s',
+      DASHBOARD_REDIS__URL: redis.url,
+      DASHBOARD_AUTH__JWT__SECRET_FILE: secretFile(TEST_SECRET),
+    });
+    t.after(() => service.child.kill('SIGKILL'));
+    await new Promise<void>((resolve, reject) => {
+      service.child.stdout.on('data', () => {
+        if (service.output().includes('Server listening')) resolve();
+      });
+      service.child.once('exit', () => reject(new Error(`exited early: ${service.output()}`)));
+    });
+    const token = signToken({ userId: 'u-2', role: 'trader' });
+    const url = `ws://127.0.0.1:${port}/ws?type=tui`;
+    // A client that stops reading never answers the close frame: the drain has to wait for it.
+    const stuck = new WebSocket(url, { headers: { authorization: `Bearer ${token}` } });
+    await once(stuck, 'open');
+    (stuck as unknown as { _socket: Socket })._socket.pause();
+    const draining = new Promise<void>((resolve) => {
+      service.child.stdout.on('data', () => {
+        if (service.output().includes('"msg":"shutting down"')) resolve();
+      });
+    });
+    service.child.kill('SIGTERM');
+    await draining;
+    const refused = new WebSocket(url, { headers: { authorization: `Bearer ${token}` } });
+    refused.on('error', () => {});
+    const [, response] = (await once(refused, 'unexpected-response')) as [unknown, { statusCode: number }];
+    assert.equal(response.statusCode, 503);
+    // The drain would wait 20 s for the stuck client; a second signal ends it now.
+    service.child.kill('SIGTERM');
+    const result = await service.exited;
+    assert.equal(result.code, 1);
+    assert.match(result.stdout, /second signal: exiting now/);
+    stuck.terminate();
   });
 });

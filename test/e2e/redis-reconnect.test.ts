@@ -68,3 +68,25 @@ describe('Redis connection loss', () => {
     publisher.disconnect();
   });
 });
+
+describe('repeated Redis outages', () => {
+  test('five kill/restart cycles with clients connected: no duplicate subscriptions, no duplicate messages', async () => {
+    for (let round = 1; round <= 5; round++) {
+      const down = viewWhere(client, (d) => redisStatus(d) === 'down');
+      await redis.kill();
+      await down;
+      await redis.restart();
+      await waitReady(running.app, 15_000);
+      await viewWhere(client, (d) => redisStatus(d) === 'up', 15_000);
+      const admin: Redis = redis.client();
+      // Exactly our seven patterns, subscribed once each, on the restarted server.
+      assert.equal(await admin.call('PUBSUB', 'NUMPAT'), 7);
+      const before = running.app.ingest.counters.messages.market_data ?? 0;
+      assert.equal(await admin.publish('market_data:LOOP', JSON.stringify({ last_price: round })), 1);
+      await viewWhere(client, (d) => price(d, 'LOOP') === round);
+      assert.equal(running.app.ingest.counters.messages.market_data, before + 1);
+      admin.disconnect();
+    }
+    assert.equal(running.app.hub.clients.size, 1);
+  });
+});
