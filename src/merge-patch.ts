@@ -56,6 +56,8 @@ export function applyMergePatch(target: Json | undefined, patch: Json): Json {
   if (!isPlainObject(patch)) return patch;
   const result: JsonObject = isPlainObject(target) ? target : {};
   for (const [key, value] of Object.entries(patch)) {
+    // A patch from an untrusted peer must not reach the prototype (the hub never sends such a key).
+    if (key === '__proto__') continue;
     if (value === null) delete result[key];
     else result[key] = applyMergePatch(result[key], value);
   }

@@ -236,3 +236,14 @@ describe('property: applying mergeDiff(a, b) to a gives b', () => {
     );
   });
 });
+
+describe('applyMergePatch and hostile keys', () => {
+  test('a __proto__ key in a patch never reaches a prototype', () => {
+    const patch = JSON.parse('{"a":{"__proto__":{"polluted":true},"b":1},"__proto__":{"polluted":true}}');
+    const target = applyMergePatch({}, patch) as Record<string, Record<string, unknown>>;
+    assert.deepEqual(target, { a: { b: 1 } });
+    assert.equal(Object.getPrototypeOf(target), Object.prototype);
+    assert.equal(Object.getPrototypeOf(target.a), Object.prototype);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+});
