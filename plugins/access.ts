@@ -109,9 +109,10 @@ export default fp(
     }
 
     const access = {
-      upgrade: { config: { rateLimit: connectLimit }, onRequest: checkUpgrade },
-      withToken: { config: { rateLimit: httpLimit }, onRequest: requireToken },
-      ops: { config: { rateLimit: httpLimit }, onRequest: requireOps },
+      // preValidation, not onRequest: @fastify/rate-limit counts in onRequest, and a refused request must count.
+      upgrade: { config: { rateLimit: connectLimit }, preValidation: checkUpgrade },
+      withToken: { config: { rateLimit: httpLimit }, preValidation: requireToken },
+      ops: { config: { rateLimit: httpLimit }, preValidation: requireOps },
       draining: false,
     };
     fastify.decorate('access', access);

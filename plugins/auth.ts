@@ -48,7 +48,7 @@ const REASONS: Record<string, string> = {
   FAST_JWT_MISSING_SIGNATURE: 'unsigned token not accepted',
   FAST_JWT_INVALID_SIGNATURE: 'token signature invalid',
   FAST_JWT_INVALID_CLAIM_VALUE: 'token issuer or audience not accepted',
-  FAST_JWT_MISSING_REQUIRED_CLAIM: 'token lacks a required claim (exp)',
+  FAST_JWT_MISSING_REQUIRED_CLAIM: 'token lacks a required claim (exp, or the configured iss/aud)',
 };
 
 /**
@@ -73,14 +73,17 @@ export default fp(
         '!!! auth.enabled is false: anyone who can reach this port sees every topic, including orders and balances. For local development only. !!!',
       );
     } else {
+      const first = keys[0];
       await fastify.register(fastifyJwt, {
-        secret: keys[0].key,
+        // Verify-only: a public key must be given as such, or @fastify/jwt tries to build a signer from it.
+        secret: first.algorithms === symmetric ? first.key : { public: first.key },
         verify: {
           algorithms: jwt.algorithms,
           ...(jwt.issuer ? { allowedIss: jwt.issuer } : {}),
           ...(jwt.audience ? { allowedAud: jwt.audience } : {}),
           clockTolerance: jwt.clock_tolerance,
-          requiredClaims: ['exp'],
+          // fast-jwt checks iss/aud only when present: a configured issuer or audience must be required too.
+          requiredClaims: ['exp', ...(jwt.issuer ? ['iss'] : []), ...(jwt.audience ? ['aud'] : [])],
         },
       });
     }

@@ -32,6 +32,8 @@ export default fp(
     // A quarter of the retention keeps removal within 25% of the promised time, and never busier than 10/s.
     const sweepEvery = Math.max(100, Math.min(options.terminal_order_retention / 4, 60_000));
     const sweep = setInterval(() => ingest.sweepTerminalOrders(), sweepEvery);
+    // Never the reason the process stays up (e.g. when a later plugin fails to load).
+    sweep.unref();
     fastify.decorate('state', state);
     fastify.decorate('ingest', ingest);
     fastify.addHook('onClose', async () => clearInterval(sweep));

@@ -64,5 +64,11 @@ export async function buildApp(
   await app.register(debugRoute);
   await app.register(stateRoute);
   await app.register(wsRoute);
+  // Fastify's own 404 logs and echoes the raw URL, which may carry ?token=.
+  app.setNotFoundHandler((request, reply) => {
+    const url = redactTokenInUrl(request.url);
+    request.log.info({ url }, 'route not found');
+    return reply.code(404).send({ error: 'not_found', message: `no route ${request.method} ${url}` });
+  });
   return app;
 }

@@ -272,6 +272,8 @@ export class Hub {
 
   /** Handles one frame from a client; an unexpected failure closes that client only. */
   receive(client: HubClient, data: Buffer, binary: boolean): void {
+    // A peer may go on sending after the hub closed it (close frames can be ignored): that client is gone.
+    if (!this.clients.has(client)) return;
     client.lastSeenAt = this.now();
     if (!this.withinRate(client)) return;
     try {

@@ -1,0 +1,372 @@
+/** Sockets for the security tests: upgrades that may be refused, watched sockets, a raw TCP WebSocket. */
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { PassThrough } from 'node:stream';
+import WebSocket from 'ws';
+import { decode } from '../../src/codec.ts';
+
+export type Message = Record<string, unknown>;
+
+/** A `ws` socket whose every message and close is recorded from the start, so no event can be missed. */
+export class WatchedSocket {
+  readonly ws: WebSocket;
+  readonly messages: Message[] = [];
+  /** Resolves once the socket is open; rejects if the handshake fails. */
+  readonly opened: Promise<void>;
+  /** Resolves when the socket has closed, with the code and reason the client saw. */
+  readonly closed: Promise<{ code: number; reason: string }>;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(ws: WebSocket) {
+    this.ws = ws;
+    ws.on('message', (data: Buffer, binary: boolean) => {
+      this.messages.push(decode(data, binary) as Message);
+      for (const wake of [...this.waiters]) wake();
+    });
+    this.closed = new Promise((resolve) => {
+      ws.once('close', (code: number, reason: Buffer) => {
+        resolve({ code, reason: reason.toString() });
+        for (const wake of [...this.waiters]) wake();
+      });
+    });
+    this.opened = new Promise((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    // A later error (e.g. a reset after a close frame) is visible in `closed`; it must not crash the test.
+    ws.on('error', () => {});
+  }
+
+  get isOpen(): boolean {
+    return this.ws.readyState === WebSocket.OPEN;
+  }
+
+  send(message: unknown): void {
+    this.ws.send(typeof message === 'string' || Buffer.isBuffer(message) ? message : JSON.stringify(message));
+  }
+
+  /**
+   * Resolves with the first message at index `from` or later that satisfies `predicate`; rejects if the
+   * socket closes first or nothing comes within `timeoutMs`.
+   */
+  next(predicate: (message: Message) => boolean = () => true, from = this.messages.length, timeoutMs = 5000) {
+    return new Promise<Message>((resolve, reject) => {
+      let index = from;
+      const check = (): boolean => {
+        for (; index < this.messages.length; index++) {
+          if (predicate(this.messages[index])) {
+            finish();
+            resolve(this.messages[index]);
+            return true;
+          }
+        }
+        if (this.ws.readyState === WebSocket.CLOSED) {
+          finish();
+          reject(
+            new Error(`socket closed before the expected message; got ${JSON.stringify(this.messages)}`),
+          );
+          return true;
+        }
+        return false;
+      };
+      const timer = setTimeout(() => {
+        finish();
+        reject(new Error(`no expected message within ${timeoutMs}ms; got ${JSON.stringify(this.messages)}`));
+      }, timeoutMs);
+      const wake = () => {
+        check();
+      };
+      const finish = () => {
+        clearTimeout(timer);
+        this.waiters.delete(wake);
+      };
+      if (!check()) this.waiters.add(wake);
+    });
+  }
+
+  /** Sends a message and resolves with the first reply of one of `types` after it. */
+  request(message: unknown, ...types: string[]): Promise<Message> {
+    const from = this.messages.length;
+    this.send(message);
+    return this.next((m) => types.includes(m.type as string), from);
+  }
+
+  /** The subscription set as the server holds it: an empty subscribe replies with the whole set. */
+  async subscriptions(): Promise<string[]> {
+    const reply = await this.request({ action: 'subscribe', subscriptions: [] }, 'subscribed', 'error');
+    if (reply.type !== 'subscribed') throw new Error(`read-back refused: ${JSON.stringify(reply)}`);
+    return [...(reply.subscriptions as string[])].sort();
+  }
+
+  /** Closes from the client side and waits for the close to complete. */
+  async close(): Promise<void> {
+    if (this.ws.readyState === WebSocket.CLOSED) return;
+    this.ws.close();
+    await this.closed;
+  }
+}
+
+export interface UpgradeOptions {
+  /** Query string after `/ws?` (the token query parameter is added by `via: 'query'`). */
+  query?: string;
+  token?: string;
+  /** Where the token travels; `header` by default. */
+  via?: 'header' | 'subprotocol' | 'query';
+  headers?: Record<string, string>;
+  /** The Origin header, as a browser sends it. */
+  origin?: string;
+  /** Subprotocols to offer (beyond the `bearer, <jwt>` pair of `via: 'subprotocol'`). */
+  protocols?: string[];
+}
+
+export type UpgradeResult =
+  | { opened: true; socket: WatchedSocket }
+  | { opened: false; status: number; body: Message; headers: IncomingHttpHeaders };
+
+/** The `ws://` URL of /ws with a query. */
+export function wsUrl(baseUrl: string, query: string): string {
+  return `${baseUrl.replace(/^http/, 'ws')}/ws?${query}`;
+}
+
+/**
+ * Tries an upgrade: resolves with the open socket, or with the HTTP refusal (status, parsed JSON body, headers)
+ * when the server answered anything but 101.
+ */
+export function tryUpgrade(baseUrl: string, options: UpgradeOptions = {}): Promise<UpgradeResult> {
+  const { token, via = 'header', origin } = options;
+  let query = options.query ?? 'type=web&format=json';
+  const headers: Record<string, string> = { ...options.headers };
+  const protocols = [...(options.protocols ?? [])];
+  if (token !== undefined) {
+    if (via === 'header') headers.Authorization = `Bearer ${token}`;
+    else if (via === 'subprotocol') protocols.push('bearer', token);
+    else query += `&token=${encodeURIComponent(token)}`;
+  }
+  const ws = new WebSocket(wsUrl(baseUrl, query), protocols, {
+    headers,
+    ...(origin !== undefined ? { origin } : {}),
+  });
+  const socket = new WatchedSocket(ws);
+  return new Promise((resolve, reject) => {
+    socket.opened.then(() => resolve({ opened: true, socket }), reject);
+    ws.once('unexpected-response', (_request, response: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.once('end', () => {
+        ws.terminate();
+        const text = Buffer.concat(chunks).toString();
+        let body: Message;
+        try {
+          body = JSON.parse(text) as Message;
+        } catch {
+          body = { raw: text };
+        }
+        resolve({ opened: false, status: response.statusCode!, body, headers: response.headers });
+      });
+    });
+    // After a refusal ws reports the aborted handshake as an error: expected, and already answered.
+    socket.opened.catch(() => {});
+  });
+}
+
+/** An upgrade that must succeed; fails the test with the refusal otherwise. */
+export async function openSocket(baseUrl: string, options: UpgradeOptions = {}): Promise<WatchedSocket> {
+  const result = await tryUpgrade(baseUrl, options);
+  if (!result.opened)
+    throw new Error(`upgrade refused with ${result.status}: ${JSON.stringify(result.body)}`);
+  return result.socket;
+}
+
+/** An upgrade that must be refused; fails the test if a socket opens. */
+export async function refusedUpgrade(
+  baseUrl: string,
+  options: UpgradeOptions = {},
+): Promise<{ status: number; body: Message; headers: IncomingHttpHeaders }> {
+  const result = await tryUpgrade(baseUrl, options);
+  if (result.opened) {
+    await result.socket.close();
+    throw new Error('the upgrade was expected to be refused, but a socket opened');
+  }
+  return result;
+}
+
+/** One frame read off a raw TCP WebSocket (server frames are never masked). */
+export interface Frame {
+  opcode: number;
+  payload: Buffer;
+}
+
+/**
+ * A WebSocket spoken by hand over TCP, for a peer that misbehaves in ways `ws` never would: it keeps sending
+ * after the server's close frame, and only closes when the test says so.
+ */
+export class TcpWebSocket {
+  readonly frames: Frame[] = [];
+  /** Resolves when the TCP connection has closed. */
+  readonly ended: Promise<void>;
+  private readonly socket: Socket;
+  private buffer = Buffer.alloc(0);
+  private readonly waiters = new Set<() => void>();
+
+  private constructor(socket: Socket, rest: Buffer) {
+    this.socket = socket;
+    this.ended = once(socket, 'close').then(() => {});
+    socket.on('data', (chunk: Buffer) => this.feed(chunk));
+    socket.on('close', () => {
+      for (const wake of [...this.waiters]) wake();
+    });
+    socket.on('error', () => {});
+    this.feed(rest);
+    socket.resume();
+  }
+
+  /** Connects and completes the handshake; rejects with the status line if the server refuses. */
+  static async connect(
+    baseUrl: string,
+    query: string,
+    headers: Record<string, string>,
+  ): Promise<TcpWebSocket> {
+    const { hostname, port } = new URL(baseUrl);
+    const socket = connect({ host: hostname, port: Number(port) });
+    await once(socket, 'connect');
+    const lines = [
+      `GET /ws?${query} HTTP/1.1`,
+      `Host: ${hostname}:${port}`,
+      'Upgrade: websocket',
+      'Connection: Upgrade',
+      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+      'Sec-WebSocket-Version: 13',
+      ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+    ];
+    socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+    const rest = await new Promise<Buffer>((resolve, reject) => {
+      let received = Buffer.alloc(0);
+      const onClose = () => reject(new Error('connection closed during the handshake'));
+      const onData = (chunk: Buffer) => {
+        received = Buffer.concat([received, chunk]);
+        const end = received.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        socket.pause();
+        socket.off('data', onData);
+        socket.off('close', onClose);
+        const head = received.subarray(0, end).toString();
+        if (!head.startsWith('HTTP/1.1 101')) {
+          socket.destroy();
+          reject(new Error(`upgrade refused: ${head.split('\r\n')[0]}`));
+          return;
+        }
+        resolve(received.subarray(end + 4));
+      };
+      socket.on('data', onData);
+      socket.once('close', onClose);
+    });
+    return new TcpWebSocket(socket, rest);
+  }
+
+  /** Sends one masked frame (opcode 1 text, 2 binary, 8 close). */
+  sendFrame(opcode: number, payload: Buffer | string): void {
+    const data = typeof payload === 'string' ? Buffer.from(payload) : payload;
+    const mask = randomBytes(4);
+    let header: Buffer;
+    if (data.length < 126) header = Buffer.from([0x80 | opcode, 0x80 | data.length]);
+    else if (data.length < 65536) {
+      header = Buffer.alloc(4);
+      header[0] = 0x80 | opcode;
+      header[1] = 0x80 | 126;
+      header.writeUInt16BE(data.length, 2);
+    } else {
+      header = Buffer.alloc(10);
+      header[0] = 0x80 | opcode;
+      header[1] = 0x80 | 127;
+      header.writeBigUInt64BE(BigInt(data.length), 2);
+    }
+    const masked = Buffer.from(data.map((byte, i) => byte ^ mask[i % 4]));
+    this.socket.write(Buffer.concat([header, mask, masked]));
+  }
+
+  sendText(message: unknown): void {
+    this.sendFrame(1, JSON.stringify(message));
+  }
+
+  /** Sends a close frame with `code`. */
+  sendClose(code = 1000): void {
+    const payload = Buffer.alloc(2);
+    payload.writeUInt16BE(code);
+    this.sendFrame(8, payload);
+  }
+
+  /** Resolves with the first frame of `opcode` (e.g. 8 for close); rejects if the connection ends first. */
+  nextFrame(opcode: number, timeoutMs = 5000): Promise<Frame> {
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const frame = this.frames.find((f) => f.opcode === opcode);
+        if (frame) {
+          finish();
+          resolve(frame);
+          return true;
+        }
+        if (this.socket.destroyed) {
+          finish();
+          reject(new Error(`connection closed before a frame with opcode ${opcode}`));
+          return true;
+        }
+        return false;
+      };
+      const timer = setTimeout(() => {
+        finish();
+        reject(new Error(`no frame with opcode ${opcode} within ${timeoutMs}ms`));
+      }, timeoutMs);
+      const finish = () => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+      };
+      if (!check()) this.waiters.add(check);
+    });
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private feed(chunk: Buffer): void {
+    this.buffer = Buffer.concat([this.buffer, chunk]);
+    for (;;) {
+      if (this.buffer.length < 2) break;
+      const opcode = this.buffer[0] & 0x0f;
+      let length = this.buffer[1] & 0x7f;
+      let offset = 2;
+      if (length === 126) {
+        if (this.buffer.length < 4) break;
+        length = this.buffer.readUInt16BE(2);
+        offset = 4;
+      } else if (length === 127) {
+        if (this.buffer.length < 10) break;
+        length = Number(this.buffer.readBigUInt64BE(2));
+        offset = 10;
+      }
+      if (this.buffer.length < offset + length) break;
+      this.frames.push({ opcode, payload: this.buffer.subarray(offset, offset + length) });
+      this.buffer = this.buffer.subarray(offset + length);
+    }
+    for (const wake of [...this.waiters]) wake();
+  }
+}
+
+/** A log sink: every line the app writes, kept as text. */
+export function logCollector(): { stream: PassThrough; text(): string; lines(): Message[] } {
+  const stream = new PassThrough();
+  const chunks: Buffer[] = [];
+  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+  const text = () => Buffer.concat(chunks).toString();
+  return {
+    stream,
+    text,
+    lines: () =>
+      text()
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as Message),
+  };
+}
