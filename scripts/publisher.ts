@@ -57,7 +57,13 @@ function tickMarket(): void {
       updated_at: Date.now(),
       sent_at: Date.now(),
     });
-    publish(`orderbook:${symbol}`, { symbol, ...book(price), last_update_id: Date.now(), timestamp: Date.now() * 1000, initialized: true });
+    publish(`orderbook:${symbol}`, {
+      symbol,
+      ...book(price),
+      last_update_id: Date.now(),
+      timestamp: Date.now() * 1000,
+      initialized: true,
+    });
   }
 }
 
@@ -80,10 +86,32 @@ function tradeBurst(): void {
 function orderLifecycle(): void {
   const id = `soak-${++orderSeq}`;
   const symbol = symbols[orderSeq % symbols.length];
-  const base = { order_id: id, symbol, side: 'BUY', type: 'LIMIT', quantity: 1, price: prices.get(symbol)!.toFixed(2) };
-  publish('orders:updates', { order: { ...base, state: 'NEW', filled_quantity: 0, updated_at: Date.now() }, update_type: 'NEW' });
-  setTimeout(() => publish('orders:updates', { ...base, state: 'PARTIALLY_FILLED', filled_quantity: 0.5, updated_at: Date.now() }), 300);
-  setTimeout(() => publish('orders:updates', { ...base, state: 'FILLED', filled_quantity: 1, updated_at: Date.now() }), 600);
+  const base = {
+    order_id: id,
+    symbol,
+    side: 'BUY',
+    type: 'LIMIT',
+    quantity: 1,
+    price: prices.get(symbol)!.toFixed(2),
+  };
+  publish('orders:updates', {
+    order: { ...base, state: 'NEW', filled_quantity: 0, updated_at: Date.now() },
+    update_type: 'NEW',
+  });
+  setTimeout(
+    () =>
+      publish('orders:updates', {
+        ...base,
+        state: 'PARTIALLY_FILLED',
+        filled_quantity: 0.5,
+        updated_at: Date.now(),
+      }),
+    300,
+  );
+  setTimeout(
+    () => publish('orders:updates', { ...base, state: 'FILLED', filled_quantity: 1, updated_at: Date.now() }),
+    600,
+  );
 }
 
 function accountAndPositions(): void {

@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createSigner } from 'fast-jwt';
 import WebSocket from 'ws';
-import { freePort, TestRedis } from '../test/helpers/redis.ts';
 import { DashboardClient, type DiffUpdate, type JsonObject } from '../src/client.ts';
+import { freePort, TestRedis } from '../test/helpers/redis.ts';
 
 const { values } = parseArgs({
   options: { minutes: { type: 'string', default: '10' }, clients: { type: 'string', default: '300' } },
@@ -106,11 +106,14 @@ function stallingClient(index: number): void {
 /** A client that drops its connection every ~30 s and comes back with a fresh snapshot. */
 function reconnectingClient(index: number): void {
   void connectHealthy(1000 + index).then((tracked) => {
-    setTimeout(() => {
-      tracked.client.close();
-      reconnects++;
-      if (running) reconnectingClient(index);
-    }, 20_000 + Math.random() * 20_000);
+    setTimeout(
+      () => {
+        tracked.client.close();
+        reconnects++;
+        if (running) reconnectingClient(index);
+      },
+      20_000 + Math.random() * 20_000,
+    );
   });
 }
 
@@ -132,8 +135,12 @@ publisher.stdout!.on('data', (chunk: Buffer) => {
 });
 
 const rssSamples: number[] = [];
-process.stdout.write(`soak: ${minutes} min, ${clientCount} clients (${stalling} stalling, ${reconnecting} reconnecting), hub pid ${hub.pid}\n`);
-process.stdout.write('minute  rss_MB  loop_p99_ms  latency_p50_ms  latency_p99_ms  resyncs  sequence  close_codes\n');
+process.stdout.write(
+  `soak: ${minutes} min, ${clientCount} clients (${stalling} stalling, ${reconnecting} reconnecting), hub pid ${hub.pid}\n`,
+);
+process.stdout.write(
+  'minute  rss_MB  loop_p99_ms  latency_p50_ms  latency_p99_ms  resyncs  sequence  close_codes\n',
+);
 for (let minute = 1; minute <= minutes; minute++) {
   await new Promise((resolve) => setTimeout(resolve, 60_000));
   const rss = hubRss();
@@ -142,7 +149,8 @@ for (let minute = 1; minute <= minutes; minute++) {
   const loopP99 = Number(/^nodejs_eventloop_lag_p99_seconds (\S+)/m.exec(metrics)?.[1] ?? Number.NaN) * 1000;
   const sequence = Number(/^dashboard_state_sequence (\S+)/m.exec(metrics)?.[1]);
   const latencies = healthy.flatMap((t) => t.latencies.splice(0)).sort((a, b) => a - b);
-  const at = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? Number.NaN;
+  const at = (p: number) =>
+    latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? Number.NaN;
   const resyncs = healthy.reduce((sum, t) => sum + t.client.resyncs, 0);
   process.stdout.write(
     `${String(minute).padStart(6)}  ${(rss / 1024 / 1024).toFixed(1).padStart(6)}  ${loopP99.toFixed(1).padStart(11)}  ${String(at(0.5)).padStart(14)}  ${String(at(0.99)).padStart(14)}  ${String(resyncs).padStart(7)}  ${String(sequence).padStart(8)}  ${JSON.stringify(closeCodes)}\n`,
@@ -160,7 +168,8 @@ for (const tracked of healthy) {
       headers: { authorization: `Bearer ${adminToken}` },
     })
   ).json()) as { data: JsonObject; sequence: number };
-  if (JSON.stringify(sortKeys(state.data)) !== JSON.stringify(sortKeys(tracked.client.view.data))) mismatches++;
+  if (JSON.stringify(sortKeys(state.data)) !== JSON.stringify(sortKeys(tracked.client.view.data)))
+    mismatches++;
 }
 const resyncs = healthy.reduce((sum, t) => sum + t.client.resyncs, 0);
 const firstRss = rssSamples[Math.min(1, rssSamples.length - 1)];
@@ -176,7 +185,11 @@ hub.kill('SIGTERM');
 await once(hub as ChildProcess, 'exit');
 await redis.kill();
 const failed = mismatches > 0 || resyncs > 0 || leak;
-process.stdout.write(failed ? `soak FAILED: ${mismatches} lost-update mismatches, ${resyncs} resyncs, leak ${leak}\n` : 'soak passed\n');
+process.stdout.write(
+  failed
+    ? `soak FAILED: ${mismatches} lost-update mismatches, ${resyncs} resyncs, leak ${leak}\n`
+    : 'soak passed\n',
+);
 process.exit(failed ? 1 : 0);
 
 function hubRss(): number {
