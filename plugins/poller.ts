@@ -66,7 +66,8 @@ function unary(
       client,
       request,
       metadata,
-      { deadline: Date.now() + timeout },
+      // Later than the poller's own abort at `timeout`, so a hang is reported as the timeout it is.
+      { deadline: Date.now() + timeout + 500 },
       (error, response) =>
         error ? reject(new Error(`${method}: ${error.details || error.message}`)) : resolve(response),
     ) as unknown as grpc.ClientUnaryCall;
@@ -119,6 +120,8 @@ export default fp(
       if (config.api_key) metadata.set('authorization', `Bearer ${config.api_key}`);
       return metadata;
     };
+    const apiKeyHeader = (config: BackendConfig): Record<string, string> =>
+      config.api_key ? { 'x-api-key': config.api_key } : {};
     const httpPool = (config: BackendConfig) => {
       const pool = new Pool(config.url!, {
         connections: 2,
@@ -231,10 +234,15 @@ export default fp(
         'account_monitor',
         accountConfig,
         async (signal) =>
-          accountFromResponse(await getJson(pool, '/api/account', {}, signal, 'account_monitor')),
+          accountFromResponse(
+            await getJson(pool, '/api/account', apiKeyHeader(accountConfig), signal, 'account_monitor'),
+          ),
         ({ account, positions }, startedAt) => {
-          ingest.replaceSingle('account', account);
+          // Both or neither: check both before either is written.
+          ingest.validate('account', account);
+          for (const position of positions) ingest.validate('positions', position);
           ingest.replaceSection('positions', positions, startedAt);
+          ingest.replaceSingle('account', account);
         },
       );
     }
@@ -242,9 +250,7 @@ export default fp(
     const strategyConfig = backends.strategy_engine;
     if (strategyConfig) {
       const pool = httpPool(strategyConfig);
-      const headers: Record<string, string> = strategyConfig.api_key
-        ? { 'x-api-key': strategyConfig.api_key }
-        : {};
+      const headers = apiKeyHeader(strategyConfig);
       add(
         'strategy_engine',
         strategyConfig,

@@ -163,8 +163,13 @@ const checkAccount = validator(
   }),
 );
 
-const num = (value: string | number | undefined): number | undefined =>
-  value === undefined ? undefined : Number(value);
+function num(value: string | number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const result = Number(value);
+  if (!Number.isFinite(result))
+    throw new BackendResponseError(`${JSON.stringify(value)} is not a finite number`);
+  return result;
+}
 
 /** Copies the defined fields only: a merge patch has no way to carry `undefined`. */
 function defined(record: Record<string, Json | undefined>): JsonObject {
@@ -183,18 +188,18 @@ export function accountFromResponse(body: unknown): { account: JsonObject; posit
   const details: JsonObject = {};
   let totalUsd: number | undefined = 0;
   for (const [asset, balance] of Object.entries(response.balances)) {
-    balances[asset] = Number(balance.total);
+    balances[asset] = num(balance.total)!;
     details[asset] = defined({
       free: num(balance.free),
       locked: num(balance.locked),
-      total: Number(balance.total),
+      total: num(balance.total),
       usd_value: num(balance.usd_value),
       last_update: balance.last_update,
     });
     totalUsd =
       balance.usd_value === undefined || totalUsd === undefined
         ? undefined
-        : totalUsd + Number(balance.usd_value);
+        : totalUsd + num(balance.usd_value)!;
   }
   const pnl: JsonObject = {};
   for (const [key, value] of Object.entries(response.pnl)) pnl[key] = Number(value);
@@ -208,7 +213,7 @@ export function accountFromResponse(body: unknown): { account: JsonObject; posit
   });
   const positions: JsonObject[] = [];
   for (const [key, position] of Object.entries(response.positions)) {
-    const quantity = Number(position.quantity);
+    const quantity = num(position.quantity)!;
     if (quantity === 0) continue;
     positions.push(
       defined({
@@ -260,12 +265,10 @@ export function strategiesFromResponses(statusBody: unknown, serviceInfoBody: un
 /** A timestamp in ms from seconds, ms, µs or an ISO string, for "which is newer" comparisons. */
 export function toMillis(value: unknown): number | undefined {
   if (typeof value === 'string') {
+    // A numeric string is a number of seconds/ms/µs, never a date for Date.parse to guess a year from.
+    if (/^-?[0-9]+(\.[0-9]+)?$/.test(value.trim())) return toMillis(Number(value));
     const parsed = Date.parse(value);
-    return Number.isNaN(parsed)
-      ? Number.isFinite(Number(value))
-        ? toMillis(Number(value))
-        : undefined
-      : parsed;
+    return Number.isNaN(parsed) || parsed <= 0 ? undefined : parsed;
   }
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) return undefined;
   if (value < 1e11) return value * 1000;

@@ -188,7 +188,12 @@ function normalize(
 ): JsonObject {
   const result = withoutNulls(payload, topic);
   for (const field of numericFields) {
-    if (result[field] !== undefined) result[field] = toNumber(result[field]);
+    if (result[field] === undefined) continue;
+    const value = toNumber(result[field]);
+    // "1e400" and 1e400 are Infinity, which JSON turns into null: a deletion for a client.
+    if (!Number.isFinite(value))
+      throw new PayloadError(topic, `invalid ${topic} payload: ${field} is not a finite number`);
+    result[field] = value;
   }
   return result;
 }
@@ -322,6 +327,21 @@ export class Ingest {
     if (this.isNewer(this.state.get(topic), record)) return;
     if (topic === 'account') this.apply('account', record);
     else this.write('risk', SINGLE, withoutNulls(record, 'risk'));
+  }
+
+  /** Throws PayloadError if `record` would be refused as a `topic` payload; changes nothing. */
+  validate(topic: IngestTopic, record: unknown): void {
+    if (!checkers[topic].Check(record)) {
+      const error = checkers[topic].Errors(record).First();
+      throw new PayloadError(
+        topic,
+        `invalid ${topic} record: ${error ? `${error.path}: ${error.message}` : 'wrong shape'}`,
+      );
+    }
+    const normalized = normalize(record as Record<string, unknown>, NUMERIC_FIELDS[topic], topic);
+    if (topic === 'positions' && !/^[A-Za-z0-9._-]{1,32}$/.test(String(normalized.symbol))) {
+      throw new PayloadError(topic, `invalid positions record: symbol ${JSON.stringify(normalized.symbol)}`);
+    }
   }
 
   /** Whether `current` carries a later `updated_at` than `incoming` (both must have one). */

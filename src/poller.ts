@@ -31,7 +31,7 @@ export interface PolledSourceOptions<T> {
   fetch: (signal: AbortSignal) => Promise<T>;
   /** Writes a valid result to the state; `startedAt` is when the poll began (Date.now()). */
   apply: (result: T, startedAt: number) => void;
-  /** Called whenever the status changes (not for a success that changes nothing but the time). */
+  /** Called after every poll that reached the backend, and when the breaker changes state. */
   onStatus: (name: SourceName, status: SourceStatus) => void;
   /** Called after each poll, for the metrics. */
   onPoll?: (name: SourceName, outcome: PollOutcome, seconds: number) => void;
@@ -56,17 +56,24 @@ export class PolledSource<T = unknown> {
     stale_since: null,
   };
   readonly counts: Record<PollOutcome, number> = { success: 0, failure: 0, timeout: 0, rejected: 0 };
-  readonly breaker: CircuitBreaker<[AbortSignal], T>;
+  readonly breaker: CircuitBreaker<[AbortSignal, number], void>;
   private readonly options: PolledSourceOptions<T>;
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
   private stopped = true;
+  private current: AbortController | undefined;
 
   constructor(options: PolledSourceOptions<T>) {
     this.name = options.name;
     this.options = options;
     const { breaker } = options;
-    this.breaker = new CircuitBreaker(options.fetch, {
+    // Fetch and apply are one guarded call: an answer the state refuses is a failure of the source too.
+    const pollOnce = async (signal: AbortSignal, startedAt: number) => {
+      const result = await options.fetch(signal);
+      if (signal.aborted) throw signal.reason;
+      options.apply(result, startedAt);
+    };
+    this.breaker = new CircuitBreaker(pollOnce, {
       // The call aborts itself at `timeout`; the breaker's own timer is a backstop a little later.
       timeout: options.timeout + 250,
       errorThresholdPercentage: breaker.error_threshold_percentage,
@@ -96,6 +103,7 @@ export class PolledSource<T = unknown> {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.current?.abort(new Error('poller stopped'));
     this.breaker.shutdown();
   }
 
@@ -121,14 +129,14 @@ export class PolledSource<T = unknown> {
     const startedAt = Date.now();
     const started = performance.now();
     const abort = new AbortController();
+    this.current = abort;
     const deadline = setTimeout(
       () => abort.abort(new Error(`timed out after ${this.options.timeout}ms`)),
       this.options.timeout,
     );
     let outcome: PollOutcome = 'success';
     try {
-      const result = await this.breaker.fire(abort.signal);
-      this.options.apply(result, startedAt);
+      await this.breaker.fire(abort.signal, startedAt);
       this.succeeded(startedAt);
     } catch (error) {
       outcome = this.failed(error, abort.signal.aborted);
@@ -175,12 +183,23 @@ export class PolledSource<T = unknown> {
   private setBreaker(state: BreakerState): void {
     if (this.status.breaker === state) return;
     this.status.breaker = state;
-    if (state === 'open') this.status.status = 'down';
+    if (state === 'open') {
+      this.status.status = 'down';
+      this.options.logger.warn(
+        { source: this.name, err: this.status.last_error },
+        `backend ${this.name}: circuit open; no requests until a probe in ${this.options.breaker.reset_timeout}ms`,
+      );
+    }
     this.options.onStatus(this.name, this.status);
   }
 }
 
-/** A plain copy of a status for the state (which must never share objects with a mutable source). */
+/**
+ * A plain copy of a status for the state, which must never share objects with a mutable source. Null fields
+ * are left out (absent = none): a merge patch cannot carry a null value, so a view kept by diffs would lose them.
+ */
 export function statusRecord(status: SourceStatus): JsonObject {
-  return { ...status };
+  const record: JsonObject = {};
+  for (const [key, value] of Object.entries(status)) if (value !== null) record[key] = value;
+  return record;
 }
