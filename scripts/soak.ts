@@ -177,7 +177,7 @@ const lastRss = rssSamples.at(-1)!;
 const leak = rssSamples.length >= 3 && lastRss > firstRss * 1.3 + 20 * 1024 * 1024;
 process.stdout.write(`publisher: ${publisherReport.trim()}\n`);
 process.stdout.write(
-  `result: ${healthy.length} healthy clients, views equal to the server's: ${healthy.length - mismatches}, resyncs ${resyncs}, stalling/reconnecting close codes ${JSON.stringify(closeCodes)}, rss ${(firstRss / 1048576).toFixed(1)} → ${(lastRss / 1048576).toFixed(1)} MB\n`,
+  `result: ${healthy.length} healthy clients, views equal to the server's: ${healthy.length - mismatches}, resyncs ${resyncs}, reconnects ${reconnects}, stalling/reconnecting close codes ${JSON.stringify(closeCodes)}, rss ${(firstRss / 1048576).toFixed(1)} → ${(lastRss / 1048576).toFixed(1)} MB\n`,
 );
 
 for (const tracked of healthy) tracked.client.close();
