@@ -312,24 +312,12 @@ export class Hub {
           );
         }
         for (const name of command.subscriptions) client.subscriptions.add(name);
-        this.joinGroup(client);
-        this.reply(client, {
-          type: 'subscribed',
-          subscriptions: [...client.subscriptions],
-          sequence: this.state.sequence,
-        });
-        if (client.group) this.sendSnapshot(client);
+        this.regroup(client, 'subscribed');
         return;
       }
       case 'unsubscribe': {
         for (const name of command.subscriptions) client.subscriptions.delete(name);
-        this.joinGroup(client);
-        this.reply(client, {
-          type: 'unsubscribed',
-          subscriptions: [...client.subscriptions],
-          sequence: this.state.sequence,
-        });
-        if (client.group) this.sendSnapshot(client);
+        this.regroup(client, 'unsubscribed');
         return;
       }
       case 'resync':
@@ -373,15 +361,18 @@ export class Hub {
       user_id: principal.userId,
       expires_at: principal.expiresAt === undefined ? null : new Date(principal.expiresAt).toISOString(),
     });
-    if (dropped.length > 0) {
-      this.joinGroup(client);
-      this.reply(client, {
-        type: 'unsubscribed',
-        subscriptions: [...client.subscriptions],
-        sequence: this.state.sequence,
-      });
-      if (client.group) this.sendSnapshot(client);
-    }
+    if (dropped.length > 0) this.regroup(client, 'unsubscribed');
+  }
+
+  /** After the subscription set changed: the client's new group, the reply with its set, its new view. */
+  private regroup(client: HubClient, reply: 'subscribed' | 'unsubscribed'): void {
+    this.joinGroup(client);
+    this.reply(client, {
+      type: reply,
+      subscriptions: [...client.subscriptions],
+      sequence: this.state.sequence,
+    });
+    if (client.group) this.sendSnapshot(client);
   }
 
   /** Closes one client's socket with a code and reason, counting it. */
