@@ -1,0 +1,148 @@
+/** Helpers shared by the benchmark's processes: the clock, spawning pinned children, /proc readers, IPC. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+
+/** CLOCK_MONOTONIC in ms (µs precision): one clock for every process of the host, unlike Date.now() per process. */
+export const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+export interface SpawnOptions {
+  /** Pin the process (and its threads) to this CPU with taskset; undefined leaves it to the scheduler. */
+  cpu?: number | undefined;
+  env?: NodeJS.ProcessEnv;
+  ipc?: boolean;
+  /** Pipe stdout to the parent instead of inheriting it. */
+  pipeStdout?: boolean;
+}
+
+/**
+ * Spawns `command args…` through `bash -c 'ulimit -n <hard limit>; exec …'` (sockets need file descriptors),
+ * optionally pinned with taskset. exec keeps the PID, so `child.pid` is the command's own PID for /proc.
+ */
+export function spawnPinned(command: string, args: string[], options: SpawnOptions = {}): ChildProcess {
+  const pin = options.cpu === undefined ? [] : ['taskset', '-c', String(options.cpu)];
+  return spawn('bash', ['-c', 'ulimit -n "$(ulimit -Hn)"; exec "$@"', 'bench', ...pin, command, ...args], {
+    env: options.env ?? process.env,
+    stdio: [
+      'ignore',
+      options.pipeStdout ? 'pipe' : 'inherit',
+      'inherit',
+      ...(options.ipc ? ['ipc' as const] : []),
+    ],
+  });
+}
+
+/** Waits for the first IPC message with `evt`, or throws after `timeoutMs`. */
+export function waitForMessage<T extends { evt: string }>(
+  child: ChildProcess,
+  evt: string,
+  timeoutMs: number,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`no '${evt}' from pid ${child.pid} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onMessage = (message: T) => {
+      if (message?.evt !== evt) return;
+      cleanup();
+      resolve(message);
+    };
+    const onExit = (code: number | null) => {
+      cleanup();
+      reject(new Error(`pid ${child.pid} exited (${code}) before '${evt}'`));
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+    };
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+  });
+}
+
+export async function request<T extends { evt: string }>(
+  child: ChildProcess,
+  message: object,
+  evt: string,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const reply = waitForMessage<T>(child, evt, timeoutMs);
+  child.send(message);
+  return reply;
+}
+
+/** Ends a child: SIGTERM, then SIGKILL after `graceMs`. Resolves when it has exited. */
+export async function stopChild(child: ChildProcess | undefined, graceMs = 5000): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+// ---- /proc ----
+
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ: 100 on Linux). */
+const HZ = 100;
+
+function statFields(pid: number): string[] | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return text.slice(text.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** user+sys CPU seconds of a process (all its threads). */
+export function cpuSeconds(pid: number): number {
+  const fields = statFields(pid);
+  if (!fields) return Number.NaN;
+  // Fields 14 (utime) and 15 (stime) of proc(5); `fields[0]` is field 3.
+  return (Number(fields[11]) + Number(fields[12])) / HZ;
+}
+
+/** The CPU the process last ran on (field 39, "processor"). */
+export function processor(pid: number): number | undefined {
+  const fields = statFields(pid);
+  return fields ? Number(fields[36]) : undefined;
+}
+
+export function rssBytes(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN) * 1024;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Busy and total jiffies per CPU (`cpu` = all), from /proc/stat. */
+export function systemCpu(): Record<string, { busy: number; total: number }> {
+  const result: Record<string, { busy: number; total: number }> = {};
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    if (!line.startsWith('cpu')) continue;
+    const [name, ...rest] = line.trim().split(/\s+/);
+    const values = rest.map(Number);
+    const total = values.slice(0, 8).reduce((a, b) => a + b, 0);
+    const idle = values[3] + values[4];
+    result[name] = { busy: total - idle, total };
+  }
+  return result;
+}
