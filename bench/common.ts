@@ -2,22 +2,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 
 /** CLOCK_MONOTONIC in ms (µs precision): one clock for every process of the host, unlike Date.now() per process. */
 export const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}
+// One free-port helper for the tests, the soak and the benchmark.
+export { freePort } from '../test/helpers/redis.ts';
 
 export interface SpawnOptions {
   /** Pin the process (and its threads) to this CPU with taskset; undefined leaves it to the scheduler. */
