@@ -5,29 +5,21 @@ import type { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import type { JsonObject } from '../../src/client.ts';
 import { encode } from '../../src/codec.ts';
-import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
+import { type RunningApp, startStack, stopStack } from '../helpers/app.ts';
 import { connectClient, rawSocket, viewWhere } from '../helpers/client.ts';
-import { TestRedis } from '../helpers/redis.ts';
+import type { TestRedis } from '../helpers/redis.ts';
 
 let redis: TestRedis;
 let publisher: Redis;
 let running: RunningApp;
 
 before(async () => {
-  redis = await TestRedis.start();
-  publisher = redis.client();
-  running = await startApp(redis.url, {
+  ({ redis, publisher, running } = await startStack({
     websocket: { max_message_size: '4KiB' },
     ingest: { max_message_size: '8KiB' },
-  });
-  await waitReady(running.app);
+  }));
 });
-
-after(async () => {
-  publisher.disconnect();
-  await running.close();
-  await redis.kill();
-});
+after(() => stopStack({ redis, publisher, running }));
 
 async function metric(name: string, labels: string): Promise<number> {
   const text = await (await fetch(`${running.url}/metrics`)).text();

@@ -5,8 +5,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Redis } from 'ioredis';
 import WebSocket from 'ws';
-import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
-import { TestRedis } from '../helpers/redis.ts';
+import { type RunningApp, startStack, stopStack } from '../helpers/app.ts';
+import type { TestRedis } from '../helpers/redis.ts';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -16,19 +16,12 @@ let publisher: Redis;
 let running: RunningApp;
 
 before(async () => {
-  redis = await TestRedis.start();
-  publisher = redis.client();
-  running = await startApp(redis.url, {
+  ({ redis, publisher, running } = await startStack({
     broadcast: { tui_interval: '10ms', web_interval: '20ms' },
     websocket: { connect_rate_limit: { max: 100_000, window: '1m' } },
-  });
-  await waitReady(running.app);
+  }));
 });
-after(async () => {
-  publisher.disconnect();
-  await running.close();
-  await redis.kill();
-});
+after(() => stopStack({ redis, publisher, running }));
 
 function heapAfterGc(): number {
   gc();

@@ -7,9 +7,9 @@ import WebSocket from 'ws';
 import { ClientView, type DiffUpdate, type JsonObject, type StateUpdate } from '../../src/client.ts';
 import { decode } from '../../src/codec.ts';
 import { buildFilter } from '../../src/topics.ts';
-import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
+import { type RunningApp, startStack, stopStack } from '../helpers/app.ts';
 import { connectClient, viewWhere } from '../helpers/client.ts';
-import { TestRedis } from '../helpers/redis.ts';
+import type { TestRedis } from '../helpers/redis.ts';
 
 /** A client over a real socket whose reading can be stopped and resumed, as a stalled browser tab would. */
 async function stallableClient(url: string, subscriptions: string[]) {
@@ -43,19 +43,12 @@ describe('a client that stops reading', () => {
   let publisher: Redis;
   let running: RunningApp;
   before(async () => {
-    redis = await TestRedis.start();
-    publisher = redis.client();
-    running = await startApp(redis.url, {
+    ({ redis, publisher, running } = await startStack({
       broadcast: { tui_interval: '20ms' },
       websocket: { max_lag: '1s', max_buffered: '64KiB' },
-    });
-    await waitReady(running.app);
+    }));
   });
-  after(async () => {
-    publisher.disconnect();
-    await running.close();
-    await redis.kill();
-  });
+  after(() => stopStack({ redis, publisher, running }));
 
   /** Publishes `count` updates 10 ms apart and returns the fast client's publish→apply latencies. */
   async function latencies(fast: Awaited<ReturnType<typeof connectClient>>, count: number, pad: string) {
@@ -116,20 +109,13 @@ describe('a client whose socket buffer fills', () => {
   let publisher: Redis;
   let running: RunningApp;
   before(async () => {
-    redis = await TestRedis.start();
-    publisher = redis.client();
-    running = await startApp(redis.url, {
+    ({ redis, publisher, running } = await startStack({
       broadcast: { tui_interval: '20ms' },
       websocket: { max_lag: '30s', max_buffered: '64KiB', ping_interval: '30s', read_timeout: '60s' },
       ingest: { max_message_size: '32MiB' },
-    });
-    await waitReady(running.app);
+    }));
   });
-  after(async () => {
-    publisher.disconnect();
-    await running.close();
-    await redis.kill();
-  });
+  after(() => stopStack({ redis, publisher, running }));
 
   test('is skipped, then gets one merged diff that brings it to the current sequence', async () => {
     const fast = await connectClient(running.url, { type: 'tui' });

@@ -1,7 +1,9 @@
 import { once } from 'node:events';
 import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
 import { buildApp } from '../../src/app.ts';
 import { configFromDocument } from '../../src/config.ts';
+import { TestRedis } from './redis.ts';
 
 export interface RunningApp {
   app: FastifyInstance;
@@ -35,4 +37,25 @@ export async function startApp(
 export async function waitReady(app: FastifyInstance, timeoutMs = 5000): Promise<void> {
   if (app.redisIngest.notReadyReason() === undefined) return;
   await once(app.redisIngest.events, 'loaded', { signal: AbortSignal.timeout(timeoutMs) });
+}
+
+/** What most end-to-end files need: their own Redis, a publisher connection to it, and the app on it, ready. */
+export interface Stack {
+  redis: TestRedis;
+  publisher: Redis;
+  running: RunningApp;
+}
+
+export async function startStack(overrides: Record<string, Record<string, unknown>> = {}): Promise<Stack> {
+  const redis = await TestRedis.start();
+  const publisher = redis.client();
+  const running = await startApp(redis.url, overrides);
+  await waitReady(running.app);
+  return { redis, publisher, running };
+}
+
+export async function stopStack({ redis, publisher, running }: Stack): Promise<void> {
+  publisher.disconnect();
+  await running.close();
+  await redis.kill();
 }
