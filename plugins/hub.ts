@@ -37,6 +37,7 @@ export default fp(
     });
     const hub = new Hub(fastify.state, {
       intervals: { tui: broadcast.tui_interval, web: broadcast.web_interval },
+      sendPhases: broadcast.send_phases,
       pingInterval: ws.ping_interval,
       readTimeout: ws.read_timeout,
       logger: fastify.log,

@@ -106,7 +106,7 @@ export default fp(
     });
     const duration = new client.Histogram({
       name: 'dashboard_broadcast_duration_seconds',
-      help: 'Time one broadcast tick takes: diff, encode and send for every group of a client type',
+      help: 'Time one broadcast phase takes (send_phases per interval): diff, encode and send for the groups and slices due in it',
       labelNames: ['client_type'],
       buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
     });

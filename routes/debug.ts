@@ -10,6 +10,7 @@ const debugRoute: FastifyPluginAsync = async (fastify) => {
       clients_by_type: hub.clientsByType(),
       users: hub.users,
       groups: hub.groupCount,
+      groups_spread: hub.spreadGroupCount,
       state_size: state.size(),
       uptime: Math.round((Date.now() - state.startedAt) / 1000),
       last_update: lastUpdate === undefined ? null : new Date(lastUpdate).toISOString(),

@@ -30,6 +30,11 @@ export interface HubLogger {
 export interface HubOptions {
   /** Broadcast cadence per client type, in ms. */
   intervals: Record<ClientType, number>;
+  /**
+   * Each interval is cut into this many phases, one timer tick each; a large group's clients are spread over them
+   * so that one tick never sends to thousands of sockets at once. 1 sends every group whole once per interval.
+   */
+  sendPhases?: number;
   /** How often clients are pinged, in ms. */
   pingInterval: number;
   /** A client silent for longer than this (no pong, no message), in ms, is terminated. */
@@ -60,6 +65,13 @@ export const CloseCode = {
 } as const;
 
 const ANONYMOUS: Principal = { userId: 'anonymous', role: '*', expiresAt: undefined };
+
+/**
+ * A group is spread over the phases from this many clients per phase (so each phase's encode still serves
+ * many sockets), and sent whole again below the lower mark: the gap keeps a group at the edge from flapping.
+ */
+const SPREAD_CLIENTS_PER_PHASE = 25;
+const GATHER_CLIENTS_PER_PHASE = 20;
 
 /** One connected client. */
 export class HubClient {
@@ -108,22 +120,52 @@ export class HubClient {
   }
 }
 
-/** Clients that share type, format and subscription set: each update is computed and encoded once for all. */
+/**
+ * Clients that share type, format and subscription set: each update is computed and encoded once for all of them,
+ * or, once the group is spread, once per phase for the clients of that phase.
+ */
 class Group {
   readonly key: string;
   readonly type: ClientType;
   readonly format: Format;
   readonly filter: Filter;
   readonly clients = new Set<HubClient>();
-  /** The lowest `scanned` of its clients: journal entries at or below the lowest of all groups can go. */
-  minScanned: number;
+  /** The clients by phase (`client.id % phases`), the slices a spread group is sent in. */
+  readonly byPhase: Set<HubClient>[];
+  /** The phase a group that is not spread is sent in (groups are dealt round the phases as they are created). */
+  readonly phase: number;
+  spread = false;
+  /** Per phase slice, the lowest `scanned` of its clients: journal entries below the lowest of all can go. */
+  readonly minScannedByPhase: number[];
 
-  constructor(key: string, type: ClientType, format: Format, filter: Filter, sequence: number) {
+  constructor(
+    key: string,
+    type: ClientType,
+    format: Format,
+    filter: Filter,
+    sequence: number,
+    phases: number,
+    phase: number,
+  ) {
     this.key = key;
     this.type = type;
     this.format = format;
     this.filter = filter;
-    this.minScanned = sequence;
+    this.phase = phase;
+    this.byPhase = Array.from({ length: phases }, () => new Set<HubClient>());
+    this.minScannedByPhase = new Array<number>(phases).fill(sequence);
+  }
+
+  get minScanned(): number {
+    let lowest = this.minScannedByPhase[0];
+    for (const scanned of this.minScannedByPhase) lowest = Math.min(lowest, scanned);
+    return lowest;
+  }
+
+  /** The slices due in `phase`: one slice when spread, every slice in the group's own phase, else none. */
+  slicesDue(phase: number): number[] {
+    if (this.spread) return [phase];
+    return phase === this.phase ? this.byPhase.map((_, index) => index) : [];
   }
 }
 
@@ -143,8 +185,9 @@ export interface HubStats {
 }
 
 /**
- * The broadcaster: tracks clients and their subscriptions, answers client messages, and on each tick of a
- * client type sends every group of that type the merge patch since what it last received.
+ * The broadcaster: tracks clients and their subscriptions, answers client messages, and on each phase of a
+ * client type's interval sends the groups (or slices of large groups) due in it the merge patch since what they
+ * last received.
  */
 export class Hub {
   readonly clients = new Set<HubClient>();
@@ -163,19 +206,25 @@ export class Hub {
   private readonly options: HubOptions;
   private readonly now: () => number;
   private readonly timers: NodeJS.Timeout[] = [];
+  private readonly phases: number;
+  /** The next phase of each client type's interval. */
+  private readonly nextPhase: Record<ClientType, number> = { tui: 0, web: 0 };
+  private groupsCreated = 0;
   private nextId = 1;
-  /** Called with the duration of each broadcast tick, in seconds (the metrics plugin sets it). */
+  /** Called with the duration of each broadcast phase, in seconds (the metrics plugin sets it). */
   onTick: ((type: ClientType, seconds: number) => void) | undefined;
 
   constructor(state: StateStore, options: HubOptions) {
     this.state = state;
     this.options = options;
     this.now = options.now ?? Date.now;
+    this.phases = options.sendPhases ?? 1;
   }
 
   start(): void {
     for (const type of CLIENT_TYPES) {
-      this.timers.push(setInterval(() => this.tick(type), this.options.intervals[type]));
+      const every = this.options.intervals[type] / this.phases;
+      this.timers.push(setInterval(() => this.tick(type), every));
     }
     // Often enough both for the ping cadence and to notice, within max_lag, a client that stopped reading.
     const heartbeatEvery = Math.min(this.options.pingInterval, Math.max(10, this.options.maxLag / 4));
@@ -195,6 +244,13 @@ export class Hub {
 
   get groupCount(): number {
     return this.groups.size;
+  }
+
+  /** Groups large enough to be sent in slices spread over the interval. */
+  get spreadGroupCount(): number {
+    let spread = 0;
+    for (const group of this.groups.values()) if (group.spread) spread++;
+    return spread;
   }
 
   /** Open sockets of one user. */
@@ -382,13 +438,21 @@ export class Hub {
     this.disconnect(client);
   }
 
-  /** Sends every group of `type` what changed since it last heard from the hub. */
+  /**
+   * One phase of a client type's interval: every slice due in it (whole groups dealt to this phase, and this
+   * phase's share of each spread group) is sent what changed since it last heard from the hub. A client is in one
+   * slice, and every slice comes round once per interval, so each client still gets at most one update per
+   * interval, always the latest state.
+   */
   tick(type: ClientType): void {
     const started = performance.now();
+    const phase = this.nextPhase[type];
+    this.nextPhase[type] = (phase + 1) % this.phases;
     const sequence = this.state.sequence;
     for (const group of this.groups.values()) {
-      if (group.type !== type || group.minScanned >= sequence) continue;
-      this.broadcastGroup(group, sequence);
+      if (group.type !== type) continue;
+      const due = group.slicesDue(phase).filter((slice) => group.minScannedByPhase[slice] < sequence);
+      if (due.length > 0) this.broadcast(group, due, sequence);
     }
     this.trimJournal();
     this.onTick?.(type, (performance.now() - started) / 1000);
@@ -444,26 +508,13 @@ export class Hub {
     return this.perUser.size;
   }
 
-  private broadcastGroup(group: Group, sequence: number): void {
+  /** Sends the clients of the given slices of a group, one encode per cohort. */
+  private broadcast(group: Group, slices: number[], sequence: number): void {
     // Clients normally all hold the same view; those that do not (just subscribed, or skipped while their
     // buffer was full) get their own patch, from their own sequence: one merged diff, never a backlog.
     const cohorts = new Map<string, HubClient[]>();
     const now = this.now();
-    for (const client of group.clients) {
-      if (client.scanned >= sequence) continue;
-      if (client.socket.bufferedAmount > this.options.maxBuffered) {
-        this.stats.slowConsumerSkips++;
-        client.behindSince ??= now;
-        if (now - client.behindSince > this.options.maxLag)
-          this.close(client, CloseCode.SLOW_CONSUMER, 'slow_consumer');
-        continue;
-      }
-      client.behindSince = undefined;
-      const key = `${client.sequence}/${client.scanned}`;
-      const cohort = cohorts.get(key);
-      if (cohort) cohort.push(client);
-      else cohorts.set(key, [client]);
-    }
+    for (const slice of slices) this.addToCohorts(cohorts, group.byPhase[slice], sequence, now);
     let snapshot: Buffer | undefined;
     for (const clients of cohorts.values()) {
       const { sequence: base, scanned } = clients[0];
@@ -492,9 +543,35 @@ export class Hub {
         client.scanned = sequence;
       }
     }
-    let lowest = sequence;
-    for (const client of group.clients) lowest = Math.min(lowest, client.scanned);
-    group.minScanned = lowest;
+    for (const slice of slices) {
+      let lowest = sequence;
+      for (const client of group.byPhase[slice]) lowest = Math.min(lowest, client.scanned);
+      group.minScannedByPhase[slice] = lowest;
+    }
+  }
+
+  /** Sorts clients that are behind `sequence` into cohorts by the view they hold; slow ones are skipped. */
+  private addToCohorts(
+    cohorts: Map<string, HubClient[]>,
+    clients: Set<HubClient>,
+    sequence: number,
+    now: number,
+  ): void {
+    for (const client of clients) {
+      if (client.scanned >= sequence) continue;
+      if (client.socket.bufferedAmount > this.options.maxBuffered) {
+        this.stats.slowConsumerSkips++;
+        client.behindSince ??= now;
+        if (now - client.behindSince > this.options.maxLag)
+          this.close(client, CloseCode.SLOW_CONSUMER, 'slow_consumer');
+        continue;
+      }
+      client.behindSince = undefined;
+      const key = `${client.sequence}/${client.scanned}`;
+      const cohort = cohorts.get(key);
+      if (cohort) cohort.push(client);
+      else cohorts.set(key, [client]);
+    }
   }
 
   private trimJournal(): void {
@@ -515,19 +592,25 @@ export class Hub {
         client.format,
         buildFilter(client.subscriptions),
         this.state.sequence,
+        this.phases,
+        this.groupsCreated++ % this.phases,
       );
       this.groups.set(key, group);
     }
     group.clients.add(client);
+    group.byPhase[client.id % this.phases].add(client);
     client.group = group;
+    if (this.phases > 1 && group.clients.size >= SPREAD_CLIENTS_PER_PHASE * this.phases) group.spread = true;
   }
 
   private leaveGroup(client: HubClient): void {
     const group = client.group;
     if (!group) return;
     group.clients.delete(client);
+    group.byPhase[client.id % this.phases].delete(client);
     client.group = undefined;
     if (group.clients.size === 0) this.groups.delete(group.key);
+    else if (group.clients.size < GATHER_CLIENTS_PER_PHASE * this.phases) group.spread = false;
   }
 
   private encodeSnapshot(format: Format, filter: Filter): Buffer {

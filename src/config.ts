@@ -200,6 +200,7 @@ export const ConfigFileSchema = Type.Object(
       {
         tui_interval: Duration('100ms'),
         web_interval: Duration('250ms'),
+        send_phases: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -283,7 +284,7 @@ export interface Config {
   };
   ops: { allowed_cidrs: string[] };
   backend_services: Partial<Record<SourceName, BackendConfig>>;
-  broadcast: { tui_interval: number; web_interval: number };
+  broadcast: { tui_interval: number; web_interval: number; send_phases: number };
   ingest: {
     orderbook_depth: number;
     trades_kept: number;
@@ -577,6 +578,7 @@ export function configFromDocument(
     broadcast: {
       tui_interval: parseDuration(file.broadcast.tui_interval),
       web_interval: parseDuration(file.broadcast.web_interval),
+      send_phases: file.broadcast.send_phases,
     },
     ingest: {
       orderbook_depth: file.ingest.orderbook_depth,
@@ -593,6 +595,12 @@ export function configFromDocument(
     ['websocket.ping_interval', config.websocket.ping_interval],
   ] as const) {
     if (ms < 10) throw new ConfigError(`config: ${key} must be at least 10ms, got ${ms}ms${from(key)}`);
+  }
+  const { send_phases, tui_interval, web_interval } = config.broadcast;
+  if (send_phases > Math.min(tui_interval, web_interval)) {
+    throw new ConfigError(
+      `config: broadcast.send_phases must leave each phase at least 1ms of the shortest interval (${Math.min(tui_interval, web_interval)}ms), got ${send_phases}${from('broadcast.send_phases')}`,
+    );
   }
   if (config.websocket.read_timeout <= config.websocket.ping_interval) {
     const source = from('websocket.read_timeout') || from('websocket.ping_interval');

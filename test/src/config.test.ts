@@ -134,7 +134,7 @@ describe('configFromDocument: defaults', () => {
       },
       ops: { allowed_cidrs: [] },
       backend_services: {},
-      broadcast: { tui_interval: 100, web_interval: 250 },
+      broadcast: { tui_interval: 100, web_interval: 250, send_phases: 10 },
       ingest: {
         orderbook_depth: 20,
         trades_kept: 50,
@@ -371,6 +371,23 @@ describe('configFromDocument: errors', () => {
     assert.equal(
       fromDoc({ websocket: { ping_interval: '59s', read_timeout: '60s' } }).websocket.read_timeout,
       60_000,
+    );
+  });
+
+  test('send phases must leave each phase at least 1ms of the shortest interval', () => {
+    assert.equal(fromDoc({ broadcast: { send_phases: 1 } }).broadcast.send_phases, 1);
+    assert.equal(fromDoc({ broadcast: { tui_interval: '20ms', send_phases: 20 } }).broadcast.send_phases, 20);
+    assert.match(
+      configError(() => fromDoc({ broadcast: { tui_interval: '20ms', send_phases: 21 } })),
+      /^config: broadcast\.send_phases must leave each phase at least 1ms of the shortest interval \(20ms\), got 21$/,
+    );
+    assert.match(
+      configError(() => fromDoc({ broadcast: { send_phases: 0 } })),
+      /broadcast\.send_phases/,
+    );
+    assert.match(
+      configError(() => fromDoc({ broadcast: { send_phases: 2.5 } })),
+      /broadcast\.send_phases/,
     );
   });
 
