@@ -392,6 +392,7 @@ export function renderMarkdown(results: BenchResults, existing: string): string 
     const limit = find(results, 'limit', clients);
     const naive = find(results, 'naive', clients);
     const spread = find(results, 'limit-spread', clients);
+    const whole = find(results, 'hub-whole', clients);
     if (!hub) continue;
     const t = mainType(hub);
     ratioRows.push([
@@ -401,6 +402,7 @@ export function renderMarkdown(results: BenchResults, existing: string): string 
       limit ? fmt(hub.serverCpuUsPerDelivery / limit.serverCpuUsPerDelivery, 2) : '–',
       naive ? fmt(naive.bytesPerClientPerSec / hub.bytesPerClientPerSec, 1) : '–',
       naive ? pct(naive.deliveriesPerSec / naive.expectedPerSec) : '–',
+      whole ? `${ms(hub.latency[t].p99)} vs ${ms(whole.latency[t].p99)}` : '–',
       spread ? `${ms(spread.latency[t].p99)} vs ${ms(limit?.latency[t].p99 ?? Number.NaN)}` : '–',
     ]);
   }
@@ -413,6 +415,7 @@ export function renderMarkdown(results: BenchResults, existing: string): string 
         'hub CPU/delivery ÷ limit',
         'naive bytes ÷ hub bytes',
         'naive keeps its cadence',
+        'hub (spread) p99 vs hub-whole p99 (ms)',
         'limit-spread p99 vs limit p99 (ms)',
       ],
       ratioRows,
@@ -593,6 +596,7 @@ const COLORS: Record<string, string> = {
   hub: '#1f6feb',
   'hub json': '#1f6feb',
   'hub msgpack': '#0b3d91',
+  'hub-whole': '#8250df',
   limit: '#6e7781',
   'limit-spread': '#2da44e',
   naive: '#cf222e',

@@ -9,8 +9,9 @@
  * dashboard_ingest_messages_total). Writes BENCHMARKS.md (between its markers), bench/results.svg and
  * bench/results.json.
  *
- * Options: --scenarios 100,1000,2000,5000,10000  --seconds 10  --warmup 3  --servers hub,limit,limit-spread,naive
- *   (limit-spread only from --spread-from 5000 clients)  --idle 10000 (0: skip)  --ingest-seconds 6 (per phase;
+ * Options: --scenarios 100,1000,2000,5000,10000  --seconds 10  --warmup 3  --servers hub,hub-whole,limit,limit-spread,naive
+ *   (hub-whole is the hub with broadcast.send_phases=1, every group sent whole each tick, as before spreading;
+ *   hub-whole and limit-spread only from --spread-from 5000 clients)  --idle 10000 (0: skip)  --ingest-seconds 6 (per phase;
  *   0: skip)  --symbols 10  --levels 200  --spread 10 (phases per interval of limit-spread)
  *   --web-share auto|0..1  --no-pin  --profile  --quick  --no-write  --quiet-wait 30 (s to wait, before each run,
  *   for the machine to be idle; it is shared)  --hub-node-args '--max-old-space-size=320'
@@ -42,7 +43,7 @@ const { values } = parseArgs({
     scenarios: { type: 'string' },
     seconds: { type: 'string' },
     warmup: { type: 'string', default: '3' },
-    servers: { type: 'string', default: 'hub,limit,limit-spread,naive' },
+    servers: { type: 'string', default: 'hub,hub-whole,limit,limit-spread,naive' },
     'spread-from': { type: 'string', default: '5000' },
     idle: { type: 'string' },
     'ingest-seconds': { type: 'string' },
@@ -88,7 +89,7 @@ const options = {
 };
 
 function orderServers(list: string[]): string[] {
-  const known = ['hub', 'limit', 'limit-spread', 'naive'];
+  const known = ['hub', 'hub-whole', 'limit', 'limit-spread', 'naive'];
   for (const name of list) if (!known.includes(name)) throw new Error(`unknown server ${name}`);
   // The hub first: the limit baseline pads its frames to the sizes the hub's diffs had.
   return known.filter((name) => list.includes(name));
@@ -168,7 +169,15 @@ interface ServerProcess {
   logTail: () => string;
 }
 
-async function startHub(redis: RedisProcess, clients: number, label: string): Promise<ServerProcess> {
+/** The hub, or (`hub-whole`) the hub sending every group whole at each tick: the design before spreading. */
+const isHub = (kind: string) => kind === 'hub' || kind === 'hub-whole';
+
+async function startHub(
+  redis: RedisProcess,
+  clients: number,
+  label: string,
+  kind = 'hub',
+): Promise<ServerProcess> {
   const port = await freePort();
   const nodeArgs = [...options.hubNodeArgs];
   if (options.profile) {
@@ -187,6 +196,7 @@ async function startHub(redis: RedisProcess, clients: number, label: string): Pr
         DASHBOARD_AUTH__JWT__SECRET_FILE: join(secretDir, 'jwt-secret'),
         DASHBOARD_WEBSOCKET__MAX_CLIENTS: String(Math.max(20_000, clients * 2)),
         DASHBOARD_WEBSOCKET__CONNECT_RATE_LIMIT__MAX: '10000000',
+        ...(kind === 'hub-whole' ? { DASHBOARD_BROADCAST__SEND_PHASES: '1' } : {}),
       },
     }),
   );
@@ -199,7 +209,7 @@ async function startHub(redis: RedisProcess, clients: number, label: string): Pr
     if (child.exitCode !== null) break;
     try {
       if ((await fetch(`${base}/ready`)).ok) {
-        return { kind: 'hub', child, port, url: `ws://127.0.0.1:${port}/ws`, logTail: () => output };
+        return { kind, child, port, url: `ws://127.0.0.1:${port}/ws`, logTail: () => output };
       }
     } catch {
       // not listening yet
@@ -300,9 +310,9 @@ async function startLoadgens(
         {
           cmd: 'connect',
           url: server.url,
-          kind: server.kind === 'limit-spread' ? 'limit' : server.kind,
+          kind: server.kind === 'limit-spread' ? 'limit' : isHub(server.kind) ? 'hub' : server.kind,
           clients: mine,
-          secret: server.kind === 'hub' ? secret : undefined,
+          secret: isHub(server.kind) ? secret : undefined,
           concurrency: Math.ceil(options.concurrency / count),
           // The naive server blocks its loop for whole seconds per tick at thousands of clients: take those
           // that got in within 30 s rather than wait.
@@ -536,10 +546,9 @@ async function runServer(
   log(
     `  ${label}: starting (${tui} tui + ${clients - tui} web clients; machine ${fmtPct(quiet.busyPct)} busy after ${quiet.waitedSeconds.toFixed(0)} s of waiting for quiet)`,
   );
-  const server =
-    kind === 'hub'
-      ? await startHub(redis, clients, String(clients))
-      : await startBaseline(kind, redis, sizes, String(clients));
+  const server = isHub(kind)
+    ? await startHub(redis, clients, String(clients), kind)
+    : await startBaseline(kind, redis, sizes, String(clients));
   let publisher: ChildProcess | undefined;
   let loadgens: Loadgen[] = [];
   try {
@@ -561,9 +570,9 @@ async function runServer(
     loadgens.forEach((l, i) => {
       pids[`loadgen${i + 1}`] = l.child.pid!;
     });
-    const metricsBefore: Metrics = kind === 'hub' ? await scrape(server.port) : new Map();
+    const metricsBefore: Metrics = isHub(kind) ? await scrape(server.port) : new Map();
     const scrapedAt = performance.now();
-    if (kind !== 'hub') await request(server.child, { cmd: 'start' }, 'started', 10_000);
+    if (!isHub(kind)) await request(server.child, { cmd: 'start' }, 'started', 10_000);
     await Promise.all(loadgens.map((l) => request(l.child, { cmd: 'start' }, 'started', 10_000)));
     const sampler = new UsageSampler(pids, server.child.pid!);
     const load = loadavg()[0];
@@ -578,12 +587,11 @@ async function runServer(
       loadgens.map((l) => request<LoadgenStats>(l.child, { cmd: 'stop' }, 'stats', 30_000)),
     );
     const { usage, systemBusyPct, seconds } = sampler.finish();
-    const metricsAfter: Metrics = kind === 'hub' ? await scrape(server.port) : new Map();
+    const metricsAfter: Metrics = isHub(kind) ? await scrape(server.port) : new Map();
     const scrapeSeconds = (performance.now() - scrapedAt) / 1000;
-    const serverStats =
-      kind === 'hub'
-        ? undefined
-        : await request<ServerStats>(server.child, { cmd: 'stop' }, 'stats', 30_000).catch(() => undefined);
+    const serverStats = isHub(kind)
+      ? undefined
+      : await request<ServerStats>(server.child, { cmd: 'stop' }, 'stats', 30_000).catch(() => undefined);
     const endRss = Math.max(rssBytes(server.child.pid!), sampler.maxRss);
 
     const result = combine(kind, specs, stats, seconds);
@@ -602,7 +610,7 @@ async function runServer(
       endMB: endRss / 1048576,
       perClientKB: (endRss - baseRss) / 1024 / Math.max(1, connect.ready),
     };
-    if (kind === 'hub') {
+    if (isHub(kind)) {
       result.serverLoopP99Ms = metricSum(metricsAfter, 'nodejs_eventloop_lag_p99_seconds') * 1000;
       const sent =
         metricSum(metricsAfter, 'dashboard_sent_messages_total') -
@@ -639,7 +647,7 @@ async function runServer(
     await closeLoadgens(loadgens);
     if (publisher) await stopPublisher(publisher);
     await stopChild(server.child, 8000);
-    if (options.profile && kind === 'hub') await sleep(500);
+    if (options.profile && isHub(kind)) await sleep(500);
   }
 }
 
@@ -744,7 +752,7 @@ function combine(kind: string, specs: ClientSpec[], stats: LoadgenStats[], secon
     systemBusyPct: {},
     foreignPct: 0,
     loadavg: 0,
-    samples: kind === 'hub' ? samples : undefined,
+    samples: isHub(kind) ? samples : undefined,
   };
 }
 
@@ -983,7 +991,7 @@ try {
     try {
       let sizes: Record<string, number> = {};
       for (const kind of options.servers) {
-        if (kind === 'limit-spread' && clients < options.spreadFrom) continue;
+        if ((kind === 'limit-spread' || kind === 'hub-whole') && clients < options.spreadFrom) continue;
         const result = await runServer(kind, clients, redis, sizes);
         results.runs.push(result);
         if (kind === 'hub') {

@@ -129,6 +129,8 @@ class Group {
   readonly type: ClientType;
   readonly format: Format;
   readonly filter: Filter;
+  /** The key of `stats.sentBytes` its frames count under. */
+  readonly statsKey: string;
   readonly clients = new Set<HubClient>();
   /** The clients by phase (`client.id % phases`), the slices a spread group is sent in. */
   readonly byPhase: Set<HubClient>[];
@@ -151,6 +153,7 @@ class Group {
     this.type = type;
     this.format = format;
     this.filter = filter;
+    this.statsKey = `${type}|${format}`;
     this.phase = phase;
     this.byPhase = Array.from({ length: phases }, () => new Set<HubClient>());
     this.minScannedByPhase = new Array<number>(phases).fill(sequence);
@@ -537,11 +540,19 @@ export class Hub {
         });
       }
       this.stats.broadcasts[group.type]++;
+      const binary = isBinary(group.format);
+      let sent = 0;
       for (const client of clients) {
-        this.send(client, frame);
         client.sequence = sequence;
         client.scanned = sequence;
+        if (client.socket.readyState !== OPEN) continue;
+        client.socket.send(frame, { binary });
+        client.sentSincePing = true;
+        sent++;
       }
+      this.stats.sentBytes[group.statsKey] =
+        (this.stats.sentBytes[group.statsKey] ?? 0) + frame.length * sent;
+      this.stats.sentMessages[group.type] += sent;
     }
     for (const slice of slices) {
       let lowest = sequence;
@@ -557,6 +568,7 @@ export class Hub {
     sequence: number,
     now: number,
   ): void {
+    let common: HubClient[] | undefined;
     for (const client of clients) {
       if (client.scanned >= sequence) continue;
       if (client.socket.bufferedAmount > this.options.maxBuffered) {
@@ -567,10 +579,16 @@ export class Hub {
         continue;
       }
       client.behindSince = undefined;
+      // Nearly every client holds the view of the first one seen: no key to build for those.
+      if (common && client.sequence === common[0].sequence && client.scanned === common[0].scanned) {
+        common.push(client);
+        continue;
+      }
       const key = `${client.sequence}/${client.scanned}`;
       const cohort = cohorts.get(key);
       if (cohort) cohort.push(client);
       else cohorts.set(key, [client]);
+      common ??= cohorts.get(key);
     }
   }
 
