@@ -1,14 +1,48 @@
 /**
  * Ingest cost per message, in this process, without Redis: the hub's Ingest.handleMessage (src/ingest.ts) on the
- * payloads the bench publisher sends, against JSON.parse alone and against a one-pass order-book path (a
- * prototype here, not in the hub: for...in over each side, validate each level and keep the best N by insertion,
- * no Object.entries, no copy of the full book by withoutNulls, no typebox Record check of the full book).
+ * payloads the bench publisher sends, against JSON.parse alone (the floor: every path parses the whole book).
+ * Each row is the median of several rounds, which matters on a shared, noisy machine.
  *   node bench/ingest-micro.ts
+ *   node bench/ingest-micro.ts --before /tmp/old/src/ingest.ts
+ * `--before` loads another version of src/ingest.ts (e.g. from `git archive HEAD src`, with a node_modules link
+ * next to its src) and measures it in the same process, its rounds interleaved with the hub's, so that both
+ * see the same load.
  */
-import { Ingest } from '../src/ingest.ts';
+import { parseArgs } from 'node:util';
+import * as current from '../src/ingest.ts';
 import { StateStore } from '../src/state.ts';
 
-const DECIMAL = /^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$/;
+const ROUNDS = 9;
+
+interface Subject {
+  label: string;
+  ingest: { handleMessage(channel: string, payload: Buffer): void };
+  state: { sequence: number; trimJournal(sequence: number): void };
+}
+
+const ingestOptions = {
+  orderbookDepth: 20,
+  tradesKept: 50,
+  terminalOrderRetention: 600_000,
+  maxMessageSize: 1 << 20,
+  maxSymbols: 1000,
+};
+
+function subject(label: string, module: typeof current, State: typeof StateStore): Subject {
+  const state = new State();
+  return { label, ingest: new module.Ingest(state, ingestOptions), state };
+}
+
+const { values } = parseArgs({ options: { before: { type: 'string' } } });
+const subjects = [subject('hub', current, StateStore)];
+if (values.before) {
+  const beforeUrl = new URL(values.before, `file://${process.cwd()}/`);
+  const before = (await import(beforeUrl.href)) as typeof current;
+  const beforeState = (await import(new URL('./state.ts', beforeUrl).href)) as {
+    StateStore: typeof StateStore;
+  };
+  subjects.push(subject('before', before, beforeState.StateStore));
+}
 
 function book(mid: number, levels: number) {
   const bids: Record<string, number> = {};
@@ -20,72 +54,51 @@ function book(mid: number, levels: number) {
   return { bids, asks };
 }
 
-/** The best `depth` levels of one side in one pass, validating every level like bestLevels does. */
-function bestLevelsOnePass(
-  side: Record<string, unknown>,
-  depth: number,
-  descending: boolean,
-): [number, number][] {
-  const prices: number[] = [];
-  const quantities: number[] = [];
-  for (const priceText in side) {
-    const raw = side[priceText];
-    const quantity =
-      typeof raw === 'number' ? raw : typeof raw === 'string' && DECIMAL.test(raw) ? Number(raw) : Number.NaN;
-    const price = Number(priceText);
-    if (!DECIMAL.test(priceText) || !Number.isFinite(price)) throw new Error(`bad price ${priceText}`);
-    if (Number.isNaN(quantity)) throw new Error(`bad quantity at ${priceText}`);
-    if (!(quantity > 0)) continue;
-    const full = prices.length === depth;
-    if (full && (descending ? price <= prices[depth - 1] : price >= prices[depth - 1])) continue;
-    let index = full ? depth - 1 : prices.length;
-    while (index > 0 && (descending ? price > prices[index - 1] : price < prices[index - 1])) {
-      prices[index] = prices[index - 1];
-      quantities[index] = quantities[index - 1];
-      index--;
-    }
-    prices[index] = price;
-    quantities[index] = quantity;
-  }
-  return prices.map((price, i) => [price, quantities[i]]);
-}
-
-function onePassOrderbook(payload: Buffer, depth: number): object {
-  const record = JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
-  if (
-    record.bids === null ||
-    typeof record.bids !== 'object' ||
-    record.asks === null ||
-    typeof record.asks !== 'object'
-  )
-    throw new Error('bids and asks must be objects');
-  const bids = bestLevelsOnePass(record.bids as Record<string, unknown>, depth, true);
-  const asks = bestLevelsOnePass(record.asks as Record<string, unknown>, depth, false);
-  return { ...record, bids, asks };
-}
-
+/** µs per call of `run` over `n` calls. */
 function perMessage(n: number, run: (i: number) => void): number {
-  for (let i = 0; i < Math.min(n, 2000); i++) run(i);
   const started = performance.now();
   for (let i = 0; i < n; i++) run(i);
   return ((performance.now() - started) * 1000) / n;
 }
 
-const state = new StateStore();
-const ingest = new Ingest(state, {
-  orderbookDepth: 20,
-  tradesKept: 50,
-  terminalOrderRetention: 600_000,
-  maxMessageSize: 1 << 20,
-  maxSymbols: 1000,
-});
-const line = (label: string, us: number) =>
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+const line = (label: string, us: number[]) =>
   process.stdout.write(
-    `${label.padEnd(50)} ${us.toFixed(1).padStart(7)} µs/msg  ${Math.round(1e6 / us)
+    `${label.padEnd(48)} ${median(us).toFixed(1).padStart(7)} µs/msg  ${Math.round(1e6 / median(us))
       .toLocaleString('en-US')
-      .padStart(9)}/s per core\n`,
+      .padStart(9)}/s per core  (rounds ${Math.min(...us).toFixed(1)}–${Math.max(...us).toFixed(1)})\n`,
   );
 
+/**
+ * Sends `messages` on `channel` to every subject, `n` per round, rounds interleaved between subjects after a
+ * warm-up; prints each subject's median. `pick` chooses the message of call `i`.
+ */
+function measure(
+  title: string,
+  channel: string,
+  messages: Buffer[],
+  n: number,
+  pick: (i: number) => number = (i) => i % messages.length,
+): void {
+  const rounds = new Map<Subject, number[]>(subjects.map((s) => [s, []]));
+  for (const s of subjects) {
+    for (let i = 0; i < Math.min(n, 2000); i++) s.ingest.handleMessage(channel, messages[pick(i)]);
+  }
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const s of subjects) {
+      rounds.get(s)?.push(perMessage(n, (i) => s.ingest.handleMessage(channel, messages[pick(i)])));
+      s.state.trimJournal(s.state.sequence);
+    }
+  }
+  for (const s of subjects) line(`${title}: ${s.label}`, rounds.get(s) ?? []);
+}
+
+process.stdout.write(`medians of ${ROUNDS} rounds; orderbook depth ${ingestOptions.orderbookDepth}\n`);
 for (const levels of [20, 200, 1000]) {
   const messages = Array.from({ length: 50 }, () =>
     Buffer.from(
@@ -98,23 +111,14 @@ for (const levels of [20, 200, 1000]) {
       }),
     ),
   );
-  const n = levels >= 1000 ? 1000 : 5000;
-  line(
-    `orderbook ${levels} levels/side (${messages[0].length} B): hub`,
-    perMessage(n, (i) => {
-      ingest.handleMessage('orderbook:SYM0USDT', messages[i % 50]);
-    }),
-  );
-  state.trimJournal(state.sequence);
-  line(
-    '  JSON.parse alone',
+  const n = levels >= 1000 ? 300 : levels >= 200 ? 1500 : 5000;
+  measure(`orderbook ${levels} levels/side (${messages[0].length} B)`, 'orderbook:SYM0USDT', messages, n);
+  const parseRounds = Array.from({ length: ROUNDS }, () =>
     perMessage(n, (i) => JSON.parse(messages[i % 50].toString('utf8'))),
   );
-  line(
-    '  one-pass prototype (parse + validate + top 20)',
-    perMessage(n, (i) => onePassOrderbook(messages[i % 50], 20)),
-  );
+  line('  JSON.parse alone', parseRounds);
 }
+
 const marketData = Array.from({ length: 50 }, (_, i) =>
   Buffer.from(
     JSON.stringify({
@@ -130,22 +134,15 @@ const marketData = Array.from({ length: 50 }, (_, i) =>
     }),
   ),
 );
-line(
-  `market_data (${marketData[0].length} B): hub`,
-  perMessage(100_000, (i) => {
-    ingest.handleMessage('market_data:SYM1USDT', marketData[i % 50]);
-  }),
-);
-state.trimJournal(state.sequence);
+measure(`market_data (${marketData[0].length} B)`, 'market_data:SYM1USDT', marketData, 20_000);
+
+// Every trade once per subject: a repeated trade_id would measure the duplicate path instead.
+const tradesPerRound = 5_000;
 let tradeId = 0;
-const trades = Array.from({ length: 60_000 }, () =>
+const trades = Array.from({ length: tradesPerRound * (ROUNDS + 1) * subjects.length }, () =>
   Buffer.from(
     `{"symbol":"SYM2USDT","trade_id":${++tradeId},"price":"100.12","quantity":"0.1234","timestamp":${Date.now()},"is_buyer_maker":true}`,
   ),
 );
-line(
-  'trades: hub',
-  perMessage(50_000, (i) => {
-    ingest.handleMessage('trades:SYM2USDT', trades[i + 2000 < trades.length ? i + 2000 : i]);
-  }),
-);
+let nextTrade = 0;
+measure('trades', 'trades:SYM2USDT', trades, tradesPerRound, () => nextTrade++ % trades.length);

@@ -110,6 +110,20 @@ const checkers = Object.fromEntries(
 ) as { [T in IngestTopic]: ReturnType<typeof TypeCompiler.Compile<(typeof PayloadSchemas)[T]>> };
 const envelopeChecker = TypeCompiler.Compile(OrderEnvelope);
 
+/**
+ * The orderbook payload with each side checked only for being an object: its levels are checked in the one pass
+ * that picks the best ones (scanBookSide), not walked by typebox first. A full book has thousands of levels.
+ */
+const orderbookShapeChecker = TypeCompiler.Compile(
+  Type.Object({ ...PayloadSchemas.orderbook.properties, bids: Type.Object({}), asks: Type.Object({}) }),
+);
+
+/**
+ * Keys whose values typebox's `Type.Record(Type.String(), …)` checks (`.` stops at a line break). A level under
+ * any other key is not refused by the schema but by its price, which cannot be a number.
+ */
+const RECORD_KEY = /^(.*)$/;
+
 /** The fields of each payload that are numbers, whatever the JSON carried. */
 const NUMERIC_FIELDS: Record<IngestTopic, readonly string[]> = {
   market_data: ['last_price', 'bid_price', 'ask_price', 'volume_24h', 'high_24h', 'low_24h'],
@@ -157,27 +171,58 @@ function toNumber(value: unknown): number {
   return typeof value === 'number' ? value : Number(value);
 }
 
-/** Drops null fields at every depth of objects: a merge patch cannot carry a null value. */
 /** Keys that would reach an object's prototype when assigned: refused wherever they appear in a payload. */
 const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
 /** Deeper objects than this in a payload are refused (no backend nests that far; a hostile one could). */
 const MAX_DEPTH = 32;
 
+function unsafeKeyError(topic: string, key: string): PayloadError {
+  return new PayloadError(topic, `invalid ${topic} payload: key ${JSON.stringify(key)} is not allowed`);
+}
+
+/** The error for a payload its topic's schema refuses: the schema's first complaint. */
+function schemaError(topic: IngestTopic, payload: unknown): PayloadError {
+  const error = checkers[topic].Errors(payload).First();
+  const where = error?.path ? `${error.path}: ` : '';
+  return new PayloadError(topic, `invalid ${topic} payload: ${where}${error?.message ?? 'wrong shape'}`);
+}
+
+/** Drops null fields at every depth of objects: a merge patch cannot carry a null value. */
 function withoutNulls(value: Record<string, unknown>, topic: string, depth = 0): JsonObject {
   if (depth > MAX_DEPTH)
     throw new PayloadError(topic, `invalid ${topic} payload: nested deeper than ${MAX_DEPTH}`);
   const result: JsonObject = {};
-  for (const [key, field] of Object.entries(value)) {
-    if (UNSAFE_KEYS.has(key))
-      throw new PayloadError(topic, `invalid ${topic} payload: key ${JSON.stringify(key)} is not allowed`);
-    if (field === null) continue;
-    result[key] =
-      typeof field === 'object' && !Array.isArray(field)
-        ? withoutNulls(field as Record<string, unknown>, topic, depth + 1)
-        : (field as Json);
-  }
+  for (const [key, field] of Object.entries(value)) copyWithoutNulls(result, key, field, topic, depth);
   return result;
+}
+
+/** Copies one field of an object at `depth` into `result` the way withoutNulls does. */
+function copyWithoutNulls(
+  result: JsonObject,
+  key: string,
+  field: unknown,
+  topic: string,
+  depth: number,
+): void {
+  if (UNSAFE_KEYS.has(key)) throw unsafeKeyError(topic, key);
+  if (field === null) return;
+  result[key] =
+    typeof field === 'object' && !Array.isArray(field)
+      ? withoutNulls(field as Record<string, unknown>, topic, depth + 1)
+      : (field as Json);
+}
+
+/** Turns the numeric fields of a copied payload into numbers, in place. */
+function numbersAsNumbers(record: JsonObject, numericFields: readonly string[], topic: string): void {
+  for (const field of numericFields) {
+    if (record[field] === undefined) continue;
+    const value = toNumber(record[field]);
+    // "1e400" and 1e400 are Infinity, which JSON turns into null: a deletion for a client.
+    if (!Number.isFinite(value))
+      throw new PayloadError(topic, `invalid ${topic} payload: ${field} is not a finite number`);
+    record[field] = value;
+  }
 }
 
 /** Copies a payload without null fields and with numbers as numbers. */
@@ -187,14 +232,7 @@ function normalize(
   topic: string,
 ): JsonObject {
   const result = withoutNulls(payload, topic);
-  for (const field of numericFields) {
-    if (result[field] === undefined) continue;
-    const value = toNumber(result[field]);
-    // "1e400" and 1e400 are Infinity, which JSON turns into null: a deletion for a client.
-    if (!Number.isFinite(value))
-      throw new PayloadError(topic, `invalid ${topic} payload: ${field} is not a finite number`);
-    result[field] = value;
-  }
+  numbersAsNumbers(result, numericFields, topic);
   return result;
 }
 
@@ -250,20 +288,17 @@ export class Ingest {
 
   /** Validates and applies one parsed payload. `channelSuffix` supplies the symbol where the payload has none. */
   apply(topic: IngestTopic, payload: unknown, channelSuffix?: string): void {
-    if (topic === 'orders' && envelopeChecker.Check(payload)) payload = payload.order;
-    const checker = checkers[topic];
-    if (!checker.Check(payload)) {
-      const error = checker.Errors(payload).First();
-      const where = error?.path ? `${error.path}: ` : '';
-      throw new PayloadError(topic, `invalid ${topic} payload: ${where}${error?.message ?? 'wrong shape'}`);
+    // A book is mostly levels, of which only the best few are kept: it is checked and reduced in one pass.
+    if (topic === 'orderbook') {
+      this.applyOrderbook(payload, channelSuffix);
+      return;
     }
+    if (topic === 'orders' && envelopeChecker.Check(payload)) payload = payload.order;
+    if (!checkers[topic].Check(payload)) throw schemaError(topic, payload);
     const record = normalize(payload as Record<string, unknown>, NUMERIC_FIELDS[topic], topic);
     switch (topic) {
       case 'market_data':
         this.applyMarketData(record, channelSuffix);
-        return;
-      case 'orderbook':
-        this.applyOrderbook(record, channelSuffix);
         return;
       case 'trades':
         this.applyTrade(record, channelSuffix);
@@ -396,12 +431,45 @@ export class Ingest {
     this.write('market_data', symbol, { ...record, symbol });
   }
 
-  private applyOrderbook(record: JsonObject, channelSuffix?: string): void {
-    const symbol = this.symbolOf(record, channelSuffix, 'orderbook');
+  /**
+   * Does what apply() does for any topic (schema check, normalize, symbol, then the best levels of each side),
+   * but reads each side once: every level is validated and the best `orderbookDepth` kept in the same pass, and
+   * the full sides are never copied. A payload with several faults is refused for the one the generic path
+   * would have met first, with the same message.
+   */
+  private applyOrderbook(payload: unknown, channelSuffix?: string): void {
+    if (!orderbookShapeChecker.Check(payload) || !isBookSide(payload.bids) || !isBookSide(payload.asks))
+      throw schemaError('orderbook', payload);
     const depth = this.options.orderbookDepth;
-    const bids = bestLevels(record.bids as Record<string, Json>, depth, true);
-    const asks = bestLevels(record.asks as Record<string, Json>, depth, false);
-    this.write('orderbook', symbol, { ...record, symbol, bids, asks });
+    const sides = {
+      bids: scanBookSide(payload.bids as Record<string, unknown>, depth, true),
+      asks: scanBookSide(payload.asks as Record<string, unknown>, depth, false),
+    };
+    for (const name of ['bids', 'asks'] as const) {
+      const at = sides[name].badQuantityAt;
+      if (at === undefined) continue;
+      // The schema names most bad quantities; a decimal string too large for a number ("1e400") it lets through.
+      if (!checkers.orderbook.Check(payload)) throw schemaError('orderbook', payload);
+      throw new PayloadError(
+        'orderbook',
+        `invalid orderbook payload: /${name}/${at}: quantity is not a finite number`,
+      );
+    }
+    // normalize(), with each side replaced by its best levels at its place in the payload.
+    const record: JsonObject = {};
+    for (const [key, field] of Object.entries(payload)) {
+      if (key === 'bids' || key === 'asks') {
+        const { copyError, levels } = sides[key];
+        if (copyError !== undefined) throw copyError;
+        record[key] = levels;
+      } else copyWithoutNulls(record, key, field, 'orderbook', 0);
+    }
+    numbersAsNumbers(record, NUMERIC_FIELDS.orderbook, 'orderbook');
+    // Before the symbol is taken: a refused book must not use up a place under ingest.max_symbols.
+    for (const side of [sides.bids, sides.asks])
+      if (side.badPrice !== undefined) throw priceError(side.badPrice);
+    const symbol = this.symbolOf(record, channelSuffix, 'orderbook');
+    this.write('orderbook', symbol, { ...record, symbol });
   }
 
   private applyTrade(record: JsonObject, channelSuffix?: string): void {
@@ -456,23 +524,113 @@ export class Ingest {
   }
 }
 
-/** The best `depth` levels of a full book as `[[price, qty], …]`: bids descending, asks ascending; empty levels dropped. */
-export function bestLevels(book: Record<string, Json>, depth: number, descending: boolean): Json {
-  const levels: [number, number][] = [];
-  for (const [priceText, quantityValue] of Object.entries(book)) {
+/**
+ * typebox's Record check refuses a Date or a Uint8Array where `Type.Object({})` takes it. Neither comes out of
+ * JSON.parse, but apply() takes any value.
+ */
+function isBookSide(side: unknown): boolean {
+  return !(side instanceof Date) && !(side instanceof Uint8Array);
+}
+
+function priceError(priceText: string): PayloadError {
+  return new PayloadError('orderbook', `orderbook price ${JSON.stringify(priceText)} is not a number`);
+}
+
+/** One side of a book after its single pass. Faults are reported, not thrown: see applyOrderbook. */
+interface ScannedSide {
+  /** The best levels, `[[price, quantity], …]`; incomplete if there is a fault. */
+  levels: [number, number][];
+  /** The first level whose quantity the schema's `Num` refuses; the pass stops there, the schema names it. */
+  badQuantityAt?: string;
+  /** What withoutNulls would have thrown copying this side: its first unsafe key (`__proto__`, …) or the like. */
+  copyError?: PayloadError;
+  /** The first key that is not a finite decimal number. */
+  badPrice?: string;
+}
+
+/**
+ * Validates every level of one side of a book and keeps the best `depth`: bids descending, asks ascending, empty
+ * levels dropped; levels at the same price (`"100"` and `"100.0"`) stay in the order of the side's keys.
+ */
+function scanBookSide(side: Record<string, unknown>, depth: number, descending: boolean): ScannedSide {
+  const scanned: ScannedSide = { levels: [] };
+  // The best levels so far, best first, in two arrays: no pair allocated for a level that is not kept.
+  const prices: number[] = [];
+  const quantities: number[] = [];
+  // Object.keys, like the schema and withoutNulls: own keys only, in the same order.
+  const keys = Object.keys(side);
+  for (let i = 0; i < keys.length; i++) {
+    const priceText = keys[i];
+    const value = side[priceText];
+    // As the schema's `Num` (a finite number or a decimal string), and finite once a number.
+    const quantity =
+      typeof value === 'number'
+        ? Number.isFinite(value)
+          ? value
+          : Number.NaN
+        : typeof value === 'string' && DECIMAL.test(value) && Number.isFinite(Number(value))
+          ? Number(value)
+          : Number.NaN;
+    if (Number.isNaN(quantity)) {
+      if (RECORD_KEY.test(priceText)) {
+        scanned.badQuantityAt = priceText;
+        return scanned;
+      }
+      // The schema does not check a key with a line break: withoutNulls drops the level if null and copies it
+      // otherwise (at depth 2: payload, side, level), then it is refused for its price.
+      if (value === null) continue;
+      if (typeof value === 'object' && !Array.isArray(value)) {
+        try {
+          withoutNulls(value as Record<string, unknown>, 'orderbook', 2);
+        } catch (error) {
+          scanned.copyError ??= error as PayloadError;
+        }
+      }
+      scanned.badPrice ??= priceText;
+      continue;
+    }
+    if (UNSAFE_KEYS.has(priceText)) {
+      scanned.copyError ??= unsafeKeyError('orderbook', priceText);
+      continue;
+    }
     const price = Number(priceText);
-    const quantity = toNumber(quantityValue);
     if (!DECIMAL.test(priceText) || !Number.isFinite(price)) {
-      throw new PayloadError('orderbook', `orderbook price ${JSON.stringify(priceText)} is not a number`);
+      scanned.badPrice ??= priceText;
+      continue;
     }
     if (!(quantity > 0)) continue;
-    const better = (a: number, b: number) => (descending ? a > b : a < b);
-    if (levels.length === depth && !better(price, levels[depth - 1][0])) continue;
     // Insertion into a short sorted list: cheaper than sorting a book of thousands of levels.
-    let index = levels.length;
-    while (index > 0 && better(price, levels[index - 1][0])) index--;
-    levels.splice(index, 0, [price, quantity]);
-    if (levels.length > depth) levels.pop();
+    // A level no better than the worst kept one, on a full list, changes nothing; a better one takes its place.
+    const full = prices.length >= depth;
+    const worst = prices[prices.length - 1];
+    if (full && !(descending ? price > worst : price < worst)) continue;
+    let index = full ? prices.length - 1 : prices.length;
+    while (index > 0 && (descending ? price > prices[index - 1] : price < prices[index - 1])) {
+      prices[index] = prices[index - 1];
+      quantities[index] = quantities[index - 1];
+      index--;
+    }
+    prices[index] = price;
+    quantities[index] = quantity;
   }
-  return levels;
+  for (let i = 0; i < prices.length; i++) scanned.levels.push([prices[i], quantities[i]]);
+  return scanned;
+}
+
+/**
+ * The best `depth` levels of one side of a book as `[[price, qty], …]`: bids descending, asks ascending; empty
+ * levels dropped. Throws PayloadError for a level the hub refuses.
+ */
+export function bestLevels(book: Record<string, Json>, depth: number, descending: boolean): Json {
+  const scanned = scanBookSide(book, depth, descending);
+  if (scanned.badQuantityAt !== undefined) {
+    const quantity = JSON.stringify(book[scanned.badQuantityAt]);
+    throw new PayloadError(
+      'orderbook',
+      `orderbook quantity ${quantity} at price ${scanned.badQuantityAt} is not a number`,
+    );
+  }
+  if (scanned.copyError !== undefined) throw scanned.copyError;
+  if (scanned.badPrice !== undefined) throw priceError(scanned.badPrice);
+  return scanned.levels;
 }
