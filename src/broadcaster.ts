@@ -209,6 +209,10 @@ export class Hub {
   private readonly options: HubOptions;
   private readonly now: () => number;
   private readonly timers: NodeJS.Timeout[] = [];
+  private readonly phaseTimers: Record<ClientType, NodeJS.Timeout | undefined> = {
+    tui: undefined,
+    web: undefined,
+  };
   private readonly phases: number;
   /** The next phase of each client type's interval. */
   private readonly nextPhase: Record<ClientType, number> = { tui: 0, web: 0 };
@@ -225,10 +229,7 @@ export class Hub {
   }
 
   start(): void {
-    for (const type of CLIENT_TYPES) {
-      const every = this.options.intervals[type] / this.phases;
-      this.timers.push(setInterval(() => this.tick(type), every));
-    }
+    for (const type of CLIENT_TYPES) this.schedulePhases(type);
     // Often enough both for the ping cadence and to notice, within max_lag, a client that stopped reading.
     const heartbeatEvery = Math.min(this.options.pingInterval, Math.max(10, this.options.maxLag / 4));
     this.timers.push(setInterval(() => this.heartbeat(), heartbeatEvery));
@@ -237,6 +238,30 @@ export class Hub {
   stop(): void {
     for (const timer of this.timers) clearInterval(timer);
     this.timers.length = 0;
+    for (const type of CLIENT_TYPES) {
+      clearTimeout(this.phaseTimers[type]);
+      this.phaseTimers[type] = undefined;
+    }
+  }
+
+  /**
+   * Runs the phases of a client type's interval on a fixed schedule. setInterval would start each wait after the
+   * callback ran, so a busy loop would lose a few ms per phase and clients would get fewer than one update per
+   * interval; here a late phase runs at once and the next keeps its slot. More than an interval behind (the
+   * process was stalled), the schedule starts afresh instead of sending bursts to catch up.
+   */
+  private schedulePhases(type: ClientType): void {
+    const step = this.options.intervals[type] / this.phases;
+    let due = performance.now() + step;
+    const run = () => {
+      if (this.phaseTimers[type] === undefined) return;
+      this.tick(type);
+      const now = performance.now();
+      due += step;
+      if (due < now - this.options.intervals[type]) due = now + step;
+      this.phaseTimers[type] = setTimeout(run, Math.max(0, due - now));
+    };
+    this.phaseTimers[type] = setTimeout(run, step);
   }
 
   clientsByType(): Record<ClientType, number> {

@@ -89,13 +89,15 @@ function diffTimes(socket: Socket, from: number): number[] {
 }
 
 /** Runs `traffic` and returns the diffs the hub encoded for tui clients during it, per interval it lasted. */
-async function encodesPerInterval(traffic: () => Promise<void>): Promise<number> {
+async function encodesPerInterval(
+  traffic: () => Promise<void>,
+): Promise<{ rate: number; intervals: number }> {
   const { broadcasts } = running.app.hub.stats;
   const before = broadcasts.tui;
   const started = performance.now();
   await traffic();
   const intervals = (performance.now() - started) / INTERVAL;
-  return (broadcasts.tui - before) / intervals;
+  return { rate: (broadcasts.tui - before) / intervals, intervals };
 }
 
 test('a large group is sent in slices spread over the interval, each client once per interval', async () => {
@@ -105,20 +107,28 @@ test('a large group is sent in slices spread over the interval, each client once
   const starts = new Map([...large, ...small].map((socket) => [socket, socket.messages.length]));
 
   // One encode per phase for the spread group (PHASES per interval), one per interval for the whole one.
-  const largeRate = await encodesPerInterval(() => publishUntilAllSee(large, ['SPREAD'], 100));
-  const smallRate = await encodesPerInterval(() => publishUntilAllSee(small, ['WHOLE'], 100));
+  const largeRun = await encodesPerInterval(() => publishUntilAllSee(large, ['SPREAD'], 100));
+  const smallRun = await encodesPerInterval(() => publishUntilAllSee(small, ['WHOLE'], 100));
+  const [largeRate, smallRate] = [largeRun.rate, smallRun.rate];
   assert.ok(largeRate > PHASES * 0.6, `large group: ${largeRate} encodes per interval`);
   assert.ok(smallRate < 1.6, `small group: ${smallRate} encodes per interval`);
 
-  // Every client keeps its slot: consecutive diffs to one client are an interval apart (timer ms rounding aside).
-  for (const socket of [...large, ...small]) {
-    const times = diffTimes(socket, starts.get(socket)!);
-    assert.ok(times.length >= 3, `a client got only ${times.length} diffs`);
-    for (let i = 1; i < times.length; i++) {
+  // Every client keeps its slot: about one diff per interval while prices change, never two in one phase's
+  // reach (a late phase runs at once and the next keeps its slot, so a gap can be shorter than an interval).
+  for (const [sockets, run] of [
+    [large, largeRun],
+    [small, smallRun],
+  ] as const) {
+    for (const socket of sockets) {
+      const times = diffTimes(socket, starts.get(socket)!);
       assert.ok(
-        times[i] - times[i - 1] >= INTERVAL - 2 * PHASES,
-        `two diffs ${times[i] - times[i - 1]} ms apart`,
+        times.length >= 0.7 * run.intervals - 1,
+        `a client got ${times.length} diffs in ${run.intervals.toFixed(1)} intervals`,
       );
+      for (let i = 1; i < times.length; i++) {
+        const gap = times[i] - times[i - 1];
+        assert.ok(gap >= INTERVAL / 2, `two diffs ${gap} ms apart`);
+      }
     }
   }
 
@@ -132,7 +142,7 @@ test('a large group is sent in slices spread over the interval, each client once
   assert.equal(running.app.hub.spreadGroupCount, 0);
   // The first interval after gathering sends each slice's view on its own; then one encode per interval.
   await publishUntilAllSee(large, ['SPREAD'], 110);
-  const gatheredRate = await encodesPerInterval(() => publishUntilAllSee(large, ['SPREAD'], 200));
+  const { rate: gatheredRate } = await encodesPerInterval(() => publishUntilAllSee(large, ['SPREAD'], 200));
   assert.ok(gatheredRate < 1.6, `gathered group: ${gatheredRate} encodes per interval`);
   for (const socket of [...large, ...small]) socket.socket.close();
 });
