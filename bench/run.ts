@@ -181,7 +181,7 @@ async function startHub(
   const port = await freePort();
   const nodeArgs = [...options.hubNodeArgs];
   if (options.profile) {
-    nodeArgs.push('--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `hub-${label}.cpuprofile`);
+    nodeArgs.push('--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${kind}-${label}.cpuprofile`);
   }
   const child = track(
     spawnPinned(process.execPath, [...nodeArgs, join(root, 'src/server.ts')], {
