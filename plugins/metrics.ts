@@ -83,6 +83,12 @@ export default fp(
       [],
       () => [[{}, hub.stats.slowConsumerSkips]],
     );
+    mirroredCounter(
+      'dashboard_websocket_errors_total',
+      'Connections ended by a frame the server refused (too large, bad opcode or UTF-8) or a socket error',
+      ['code'],
+      () => Object.entries(hub.stats.socketErrors).map(([code, count]) => [{ code }, count]),
+    );
     new client.Gauge({
       name: 'dashboard_websocket_max_buffered_bytes',
       help: 'The largest socket buffer of any client, in bytes',

@@ -1,3 +1,5 @@
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { CLIENT_TYPES } from '../src/broadcaster.ts';
@@ -20,6 +22,11 @@ const wsRoute: FastifyPluginAsync = async (fastify) => {
       '/ws',
       { ...fastify.access.upgrade, websocket: true, schema: { querystring: WsQuerySchema } },
       (socket, request) => {
+        // @fastify/websocket's error listener holds the upgrade's request and reply, and the raw socket holds the
+        // upgrade's ServerResponse, for the life of the connection: ~3 KB per client. The hub handles errors itself.
+        socket.removeAllListeners('error');
+        const raw = request.raw.socket as Socket & { _httpMessage?: ServerResponse | null };
+        raw._httpMessage?.detachSocket(raw);
         fastify.hub.connect(socket, request.query.type, request.query.format, request.principal);
       },
     );

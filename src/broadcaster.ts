@@ -1,5 +1,6 @@
 import { type Principal, TokenBucket } from './access.ts';
 import { encode, type Format, isBinary } from './codec.ts';
+import { LogThrottle } from './log-throttle.ts';
 import { type Command, ProtocolError, parseClientMessage } from './protocol.ts';
 import { type StateStore, TOO_OLD } from './state.ts';
 import { buildFilter, type Filter, subscriptionKey } from './topics.ts';
@@ -18,6 +19,7 @@ export interface ClientSocket {
   close(code?: number, reason?: string): void;
   on(event: 'message', listener: (data: Buffer, isBinary: boolean) => void): unknown;
   on(event: 'pong' | 'close', listener: () => void): unknown;
+  on(event: 'error', listener: (error: Error & { code?: string }) => void): unknown;
 }
 
 const OPEN = 1;
@@ -185,6 +187,8 @@ export interface HubStats {
   disconnects: Record<string, number>;
   /** Ticks a client was skipped because its socket buffer was over websocket.max_buffered. */
   slowConsumerSkips: number;
+  /** Connections ended by a frame `ws` refused or a socket error, by error code (e.g. WS_ERR_UNSUPPORTED_MESSAGE_LENGTH). */
+  socketErrors: Record<string, number>;
 }
 
 /**
@@ -201,7 +205,9 @@ export class Hub {
     rejectedMessages: {},
     disconnects: {},
     slowConsumerSkips: 0,
+    socketErrors: {},
   };
+  private readonly errorLog = new LogThrottle(1000);
   private readonly groups = new Map<string, Group>();
   /** Open sockets per user, for websocket.max_clients_per_user. */
   private readonly perUser = new Map<string, number>();
@@ -305,7 +311,26 @@ export class Hub {
       client.pongAt = client.lastSeenAt;
     });
     socket.on('close', () => this.disconnect(client));
+    socket.on('error', (error) => this.socketFailed(client, error));
     return client;
+  }
+
+  /**
+   * A frame `ws` refuses (over websocket.max_message_size, bad opcode or UTF-8) or a socket error: `ws` has already
+   * sent its close code (1009, 1002, 1007); the socket goes, and the log says so once per second per kind.
+   */
+  private socketFailed(client: HubClient, error: Error & { code?: string }): void {
+    const kind = error.code ?? error.name;
+    this.stats.socketErrors[kind] = (this.stats.socketErrors[kind] ?? 0) + 1;
+    const suppressed = this.errorLog.allow(kind);
+    if (suppressed !== undefined) {
+      this.options.logger.warn(
+        { client: client.id, user: client.principal.userId, error: error.message, code: kind, suppressed },
+        'websocket error; connection closed',
+      );
+    }
+    client.socket.terminate();
+    this.disconnect(client);
   }
 
   disconnect(client: HubClient): void {
