@@ -14,7 +14,7 @@
  *   hub-whole and limit-spread only from --spread-from 5000 clients)  --idle 10000 (0: skip)  --ingest-seconds 6 (per phase;
  *   0: skip)  --symbols 10  --levels 200  --spread 10 (phases per interval of limit-spread)
  *   --web-share auto|0..1  --no-pin  --profile  --quick  --no-write  --quiet-wait 30 (s to wait, before each run,
- *   for the machine to be idle; it is shared)  --hub-node-args '--max-old-space-size=320'
+ *   for the machine to be idle; it is shared)  --hub-node-args '--max-old-space-size=320 --max-semi-space-size=2'
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -58,7 +58,7 @@ const { values } = parseArgs({
     'clients-per-loadgen': { type: 'string', default: '6000' },
     concurrency: { type: 'string', default: '200' },
     // The production command line's flags (systemd/dashboard-server.service).
-    'hub-node-args': { type: 'string', default: '--max-old-space-size=320' },
+    'hub-node-args': { type: 'string', default: '--max-old-space-size=320 --max-semi-space-size=2' },
     'quiet-wait': { type: 'string', default: '30' },
     'report-only': { type: 'string' },
   },
@@ -181,7 +181,13 @@ async function startHub(
   const port = await freePort();
   const nodeArgs = [...options.hubNodeArgs];
   if (options.profile) {
-    nodeArgs.push('--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${kind}-${label}.cpuprofile`);
+    nodeArgs.push(
+      '--cpu-prof',
+      '--cpu-prof-dir',
+      profileDir,
+      '--cpu-prof-name',
+      `${kind}-${label}.cpuprofile`,
+    );
   }
   const child = track(
     spawnPinned(process.execPath, [...nodeArgs, join(root, 'src/server.ts')], {
