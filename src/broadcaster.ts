@@ -139,6 +139,8 @@ class Group {
   /** The phase a group that is not spread is sent in (groups are dealt round the phases as they are created). */
   readonly phase: number;
   spread = false;
+  /** The last snapshot encoded for the group and the state sequence it holds: clients subscribing together share it. */
+  snapshot: { sequence: number; frame: Buffer } | undefined;
   /** Per phase slice, the lowest `scanned` of its clients: journal entries below the lowest of all can go. */
   readonly minScannedByPhase: number[];
 
@@ -504,6 +506,8 @@ export class Hub {
     const sequence = this.state.sequence;
     for (const group of this.groups.values()) {
       if (group.type !== type) continue;
+      // Shared by the clients that subscribed since the last phase; kept no longer, it can be large.
+      group.snapshot = undefined;
       const due = group.slicesDue(phase).filter((slice) => group.minScannedByPhase[slice] < sequence);
       if (due.length > 0) this.broadcast(group, due, sequence);
     }
@@ -568,7 +572,6 @@ export class Hub {
     const cohorts = new Map<string, HubClient[]>();
     const now = this.now();
     for (const slice of slices) this.addToCohorts(cohorts, group.byPhase[slice], sequence, now);
-    let snapshot: Buffer | undefined;
     for (const clients of cohorts.values()) {
       const { sequence: base, scanned } = clients[0];
       const changes = this.state.changesSince(scanned, group.filter);
@@ -578,8 +581,7 @@ export class Hub {
       }
       let frame: Buffer;
       if (changes === TOO_OLD) {
-        snapshot ??= this.encodeSnapshot(group.format, group.filter);
-        frame = snapshot;
+        frame = this.groupSnapshot(group);
       } else {
         frame = encode(group.format, {
           type: 'diff_update',
@@ -691,9 +693,17 @@ export class Hub {
     });
   }
 
+  /** The group's snapshot of the current state, encoded once per state sequence. */
+  private groupSnapshot(group: Group): Buffer {
+    const sequence = this.state.sequence;
+    if (group.snapshot?.sequence !== sequence) {
+      group.snapshot = { sequence, frame: this.encodeSnapshot(group.format, group.filter) };
+    }
+    return group.snapshot.frame;
+  }
+
   private sendSnapshot(client: HubClient): void {
-    const group = client.group!;
-    this.send(client, this.encodeSnapshot(client.format, group.filter));
+    this.send(client, this.groupSnapshot(client.group!));
     client.sequence = this.state.sequence;
     client.scanned = this.state.sequence;
   }
