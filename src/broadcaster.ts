@@ -217,10 +217,9 @@ export class Hub {
   private readonly options: HubOptions;
   private readonly now: () => number;
   private readonly timers: NodeJS.Timeout[] = [];
-  private readonly phaseTimers: Record<ClientType, NodeJS.Timeout | undefined> = {
-    tui: undefined,
-    web: undefined,
-  };
+  /** The one timer that runs the phases of both client types, and when each type's next phase is due. */
+  private phaseTimer: NodeJS.Timeout | undefined;
+  private readonly phaseDue: Record<ClientType, number> = { tui: 0, web: 0 };
   private readonly phases: number;
   /** The next phase of each client type's interval. */
   private readonly nextPhase: Record<ClientType, number> = { tui: 0, web: 0 };
@@ -237,7 +236,9 @@ export class Hub {
   }
 
   start(): void {
-    for (const type of CLIENT_TYPES) this.schedulePhases(type);
+    const now = performance.now();
+    for (const type of CLIENT_TYPES) this.phaseDue[type] = now + this.phaseLength(type);
+    this.armPhaseTimer();
     // Often enough both for the ping cadence and to notice, within max_lag, a client that stopped reading.
     const heartbeatEvery = Math.min(this.options.pingInterval, Math.max(10, this.options.maxLag / 4));
     this.timers.push(setInterval(() => this.heartbeat(), heartbeatEvery));
@@ -246,30 +247,33 @@ export class Hub {
   stop(): void {
     for (const timer of this.timers) clearInterval(timer);
     this.timers.length = 0;
-    for (const type of CLIENT_TYPES) {
-      clearTimeout(this.phaseTimers[type]);
-      this.phaseTimers[type] = undefined;
-    }
+    clearTimeout(this.phaseTimer);
+    this.phaseTimer = undefined;
+  }
+
+  private phaseLength(type: ClientType): number {
+    return this.options.intervals[type] / this.phases;
   }
 
   /**
-   * Runs the phases of a client type's interval on a fixed schedule. setInterval would start each wait after the
-   * callback ran, so a busy loop would lose a few ms per phase and clients would get fewer than one update per
-   * interval; here a late phase runs at once and the next keeps its slot. More than an interval behind (the
-   * process was stalled), the schedule starts afresh instead of sending bursts to catch up.
+   * Phases run on a fixed schedule, earliest due first, from one timer. setInterval would start each wait after
+   * its callback, so a busy loop would lose a few ms per phase and clients would get fewer updates than their
+   * cadence; two timers would take turns when the loop is saturated, giving the 100 ms type as few phases as the
+   * 250 ms one. Earliest-due-first slows both types alike. A type more than an interval behind (the process was
+   * stalled) starts its schedule afresh instead of sending bursts to catch up.
    */
-  private schedulePhases(type: ClientType): void {
-    const step = this.options.intervals[type] / this.phases;
-    let due = performance.now() + step;
-    const run = () => {
-      if (this.phaseTimers[type] === undefined) return;
+  private armPhaseTimer(): void {
+    const type = this.phaseDue.tui <= this.phaseDue.web ? 'tui' : 'web';
+    const delay = Math.max(0, this.phaseDue[type] - performance.now());
+    this.phaseTimer = setTimeout(() => {
       this.tick(type);
+      if (this.phaseTimer === undefined) return; // stopped during the tick
       const now = performance.now();
-      due += step;
-      if (due < now - this.options.intervals[type]) due = now + step;
-      this.phaseTimers[type] = setTimeout(run, Math.max(0, due - now));
-    };
-    this.phaseTimers[type] = setTimeout(run, step);
+      this.phaseDue[type] += this.phaseLength(type);
+      if (this.phaseDue[type] < now - this.options.intervals[type])
+        this.phaseDue[type] = now + this.phaseLength(type);
+      this.armPhaseTimer();
+    }, delay);
   }
 
   clientsByType(): Record<ClientType, number> {
