@@ -213,24 +213,28 @@ function targets(results: BenchResults): Target[] {
     });
   }
   const hubRuns = results.runs.filter((r) => r.kind === 'hub');
-  const breaks = hubRuns.find((r) => r.latency[mainType(r)].p99 - INTERVAL[mainType(r)] > 50);
+  // Latency only counts while the cadence is kept: a hub that sends fewer updates is not on time.
+  const keepsCadence = (r: RunResult) => r.deliveriesPerSec >= 0.95 * r.expectedPerSec;
+  const breaks = hubRuns.find(
+    (r) => r.latency[mainType(r)].p99 - INTERVAL[mainType(r)] > 50 || !keepsCadence(r),
+  );
   if (hubRuns.length > 0) {
     list.push({
       name: 'Where latency breaks',
-      goal: 'first scenario with p99 > interval + 50 ms',
+      goal: 'first scenario with p99 > interval + 50 ms, or under 95% of the cadence',
       figure: breaks
-        ? `${fmt(breaks.clients)} clients: ${mainType(breaks)} p99 ${ms(breaks.latency[mainType(breaks)].p99)} ms`
+        ? `${fmt(breaks.clients)} clients: ${mainType(breaks)} p99 ${ms(breaks.latency[mainType(breaks)].p99)} ms, ${pct(breaks.deliveriesPerSec / breaks.expectedPerSec)} of the cadence`
         : `not within the scenarios run (largest ${fmt(Math.max(...hubRuns.map((r) => r.clients)))})`,
       met: undefined,
     });
   }
   const stretch = hubRuns.find((r) => r.clients >= 10_000 && r.web > 0 && r.tui > 0);
   if (stretch) {
-    const ok = stretch.latency.tui.p99 <= 150 && stretch.latency.web.p99 <= 300;
+    const ok = stretch.latency.tui.p99 <= 150 && stretch.latency.web.p99 <= 300 && keepsCadence(stretch);
     list.push({
       name: `Stretch: ${fmt(stretch.clients)} clients (${fmt(stretch.web)} web + ${fmt(stretch.tui)} tui)`,
-      goal: 'p99 ≤ interval + 50 ms (tui ≤ 150, web ≤ 300)',
-      figure: `tui p99 ${ms(stretch.latency.tui.p99)} ms, web p99 ${ms(stretch.latency.web.p99)} ms`,
+      goal: 'p99 ≤ interval + 50 ms (tui ≤ 150, web ≤ 300), keeping ≥ 95% of the cadence',
+      figure: `tui p99 ${ms(stretch.latency.tui.p99)} ms, web p99 ${ms(stretch.latency.web.p99)} ms, ${pct(stretch.deliveriesPerSec / stretch.expectedPerSec)} of the cadence`,
       met: ok,
     });
   }
