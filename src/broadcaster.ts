@@ -256,24 +256,37 @@ export class Hub {
   }
 
   /**
-   * Phases run on a fixed schedule, earliest due first, from one timer. setInterval would start each wait after
-   * its callback, so a busy loop would lose a few ms per phase and clients would get fewer updates than their
-   * cadence; two timers would take turns when the loop is saturated, giving the 100 ms type as few phases as the
-   * 250 ms one. Earliest-due-first slows both types alike. A type more than an interval behind (the process was
-   * stalled) starts its schedule afresh instead of sending bursts to catch up.
+   * Phases run on a fixed schedule from one timer. setInterval would start each wait after its callback, so a busy
+   * loop would lose a few ms per phase and clients would get fewer updates than their cadence. When the loop is
+   * saturated, the type furthest behind in proportion to its interval goes first, so both types slow down alike
+   * (two timers would take turns, giving the 100 ms type as few phases as the 250 ms one). A type is never
+   * counted more than one interval behind: after a stall it catches up one interval at most, not a burst.
    */
   private armPhaseTimer(): void {
-    const type = this.phaseDue.tui <= this.phaseDue.web ? 'tui' : 'web';
-    const delay = Math.max(0, this.phaseDue[type] - performance.now());
-    this.phaseTimer = setTimeout(() => {
-      this.tick(type);
-      if (this.phaseTimer === undefined) return; // stopped during the tick
-      const now = performance.now();
-      this.phaseDue[type] += this.phaseLength(type);
-      if (this.phaseDue[type] < now - this.options.intervals[type])
-        this.phaseDue[type] = now + this.phaseLength(type);
-      this.armPhaseTimer();
-    }, delay);
+    const now = performance.now();
+    const { tui, web } = this.phaseDue;
+    const behind = (type: ClientType) => (now - this.phaseDue[type]) / this.options.intervals[type];
+    const type: ClientType =
+      tui <= now || web <= now
+        ? behind('tui') >= behind('web')
+          ? 'tui'
+          : 'web'
+        : tui <= web
+          ? 'tui'
+          : 'web';
+    this.phaseTimer = setTimeout(
+      () => {
+        this.tick(type);
+        if (this.phaseTimer === undefined) return; // stopped during the tick
+        const interval = this.options.intervals[type];
+        this.phaseDue[type] = Math.max(
+          this.phaseDue[type] + this.phaseLength(type),
+          performance.now() - interval,
+        );
+        this.armPhaseTimer();
+      },
+      Math.max(0, this.phaseDue[type] - now),
+    );
   }
 
   clientsByType(): Record<ClientType, number> {
