@@ -425,7 +425,7 @@ export function renderMarkdown(results: BenchResults, existing: string): string 
       ratioRows,
     ),
     '',
-    '*naive bytes ÷ hub bytes* compares what was actually delivered per client per second; where the naive server cannot keep its cadence it delivers fewer snapshots, so the bandwidth target below is computed per update instead. From 2,000 clients the naive server blocks its event loop for hundreds of ms per tick and does not even let every client in within the 30 s the bench gives it (*let in* in the table); its figures are over the clients it accepted.',
+    '*naive bytes ÷ hub bytes* compares what was actually delivered per client per second; where the naive server cannot keep its cadence it delivers fewer snapshots, so the bandwidth target below is computed per update instead. From 2,000 clients the naive server blocks its event loop for hundreds of ms per tick and does not even let every client in within the 20 s the bench gives it (*let in* in the table); its figures are over the clients it accepted.',
     '',
   );
 

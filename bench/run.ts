@@ -321,8 +321,8 @@ async function startLoadgens(
           secret: isHub(server.kind) ? secret : undefined,
           concurrency: Math.ceil(options.concurrency / count),
           // The naive server blocks its loop for whole seconds per tick at thousands of clients: take those
-          // that got in within 30 s rather than wait.
-          timeoutMs: server.kind === 'naive' ? 30_000 : 90_000,
+          // that got in within 20 s rather than wait.
+          timeoutMs: server.kind === 'naive' ? 20_000 : 90_000,
           subscribe,
         },
         'connected',
