@@ -113,8 +113,8 @@ test('a large group is sent in slices spread over the interval, each client once
   assert.ok(largeRate > PHASES * 0.6, `large group: ${largeRate} encodes per interval`);
   assert.ok(smallRate < 1.6, `small group: ${smallRate} encodes per interval`);
 
-  // Every client keeps its slot: about one diff per interval while prices change, never two in one phase's
-  // reach (a late phase runs at once and the next keeps its slot, so a gap can be shorter than an interval).
+  // Every client keeps its slot: about one diff per interval while prices change, never two back to back (a
+  // late phase runs at once and the next keeps its slot, so a gap can be shorter than an interval).
   for (const [sockets, run] of [
     [large, largeRun],
     [small, smallRun],
@@ -127,7 +127,7 @@ test('a large group is sent in slices spread over the interval, each client once
       );
       for (let i = 1; i < times.length; i++) {
         const gap = times[i] - times[i - 1];
-        assert.ok(gap >= INTERVAL / 2, `two diffs ${gap} ms apart`);
+        assert.ok(gap >= INTERVAL / 4, `two diffs ${gap} ms apart`);
       }
     }
   }
