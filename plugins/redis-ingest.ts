@@ -58,6 +58,9 @@ export default fp(
       connectionName: 'dashboard-server:reader',
       maxRetriesPerRequest: 1,
     });
+    // Without a listener ioredis writes "Unhandled error event" to stderr at every failed reconnect. An outage is
+    // reported once, by the subscriber's status; a failed reload logs its own error.
+    reader.on('error', () => {});
     const info: RedisIngestStatus = {
       status: 'connecting',
       since: new Date().toISOString(),

@@ -1,14 +1,22 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import type { DashboardClient, JsonObject } from '../../src/client.ts';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
 import { connectClient, viewWhere } from '../helpers/client.ts';
 import { TestRedis } from '../helpers/redis.ts';
+import { logCollector } from '../helpers/security-sockets.ts';
 
 let redis: TestRedis;
 let running: RunningApp;
 let client: DashboardClient;
+const log = logCollector();
+/** How many log lines so far carry this message. */
+const logged = (message: string) => log.lines().filter((line) => line.msg === message).length;
+const LOST = 'redis: connection lost; serving last known state';
+const CONNECTED = 'redis: connected';
 
 const redisStatus = (d: JsonObject) => ((d.system as JsonObject).redis as JsonObject).status;
 const price = (d: JsonObject, symbol: string) =>
@@ -16,7 +24,7 @@ const price = (d: JsonObject, symbol: string) =>
 
 before(async () => {
   redis = await TestRedis.start();
-  running = await startApp(redis.url);
+  running = await startApp(redis.url, { server: { log_level: 'info' } }, { logStream: log.stream });
   await waitReady(running.app);
   client = await connectClient(running.url, { type: 'tui' });
   await client.subscribe(['system', 'market_data']);
@@ -69,8 +77,39 @@ describe('Redis connection loss', () => {
   });
 });
 
+describe('one outage, many failed reconnects', () => {
+  test('the loss is logged once and the return once, however many reconnect attempts fail', async () => {
+    const [lostBefore, connectedBefore] = [logged(LOST), logged(CONNECTED)];
+    // ioredis writes to stderr through console.error when a connection has no error listener.
+    const stderr: unknown[][] = [];
+    const consoleError = console.error;
+    console.error = (...args: unknown[]) => stderr.push(args);
+    const down = viewWhere(client, (d) => redisStatus(d) === 'down');
+    await redis.kill();
+    await down;
+    // In Redis's place, a port that hangs up on every connection: each reconnect attempt fails at once.
+    let attempts = 0;
+    const refuser = createServer((socket: Socket) => {
+      attempts++;
+      socket.destroy();
+      if (attempts === 3) refuser.emit('thirdAttempt');
+    });
+    refuser.listen(redis.port, '127.0.0.1');
+    await once(refuser, 'thirdAttempt');
+    await new Promise<void>((resolve) => refuser.close(() => resolve()));
+    await redis.restart();
+    await waitReady(running.app, 15_000);
+    await viewWhere(client, (d) => redisStatus(d) === 'up', 15_000);
+    console.error = consoleError;
+    assert.deepEqual(stderr, []);
+    assert.equal(logged(LOST) - lostBefore, 1);
+    assert.equal(logged(CONNECTED) - connectedBefore, 1);
+  });
+});
+
 describe('repeated Redis outages', () => {
   test('five kill/restart cycles with clients connected: no duplicate subscriptions, no duplicate messages', async () => {
+    const [lostBefore, connectedBefore] = [logged(LOST), logged(CONNECTED)];
     for (let round = 1; round <= 5; round++) {
       const down = viewWhere(client, (d) => redisStatus(d) === 'down');
       await redis.kill();
@@ -88,5 +127,8 @@ describe('repeated Redis outages', () => {
       admin.disconnect();
     }
     assert.equal(running.app.hub.clients.size, 1);
+    // While Redis is down ioredis retries many times; the log says it once per outage, and once when it is back.
+    assert.equal(logged(LOST) - lostBefore, 5);
+    assert.equal(logged(CONNECTED) - connectedBefore, 5);
   });
 });
