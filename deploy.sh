@@ -377,6 +377,7 @@ if ((DRY_RUN)); then
   note "would copy ${RELEASE_FILES[*]} into it"
   note "would copy $NODE_BIN as bin/node"
   note "would run npm install --omit=dev --ignore-scripts there (from the lockfile)"
+  note "would compile src, plugins and routes to JavaScript beside them (scripts/build.ts)"
 else
   BUILD_DIR=$RELEASES/.build-$NAME
   rm -rf -- "$BUILD_DIR"
@@ -417,6 +418,15 @@ else
   # ships prebuilt binaries; protobufjs' postinstall only checks its CLI's peers), and none runs as root.
   (cd "$BUILD_DIR" && PATH="$BUILD_DIR/bin:$PATH" npm install --omit=dev --ignore-scripts --no-audit --no-fund \
     --prefer-offline --loglevel=error) || die "npm install --omit=dev failed in $BUILD_DIR"
+  # The unit runs src/server.js: without run-time type stripping the service starts with ~25 MB less RSS.
+  "$BUILD_DIR/bin/node" --no-warnings "$BUILD_DIR/scripts/build.ts" "$BUILD_DIR" >/dev/null ||
+    die "compiling the release to JavaScript failed in $BUILD_DIR"
+  # A release built before releases had JavaScript is what a rollback would switch back to: give it its own.
+  if [[ -f $CURRENT/src/server.ts && ! -f $CURRENT/src/server.js ]]; then
+    "$BUILD_DIR/bin/node" --no-warnings "$BUILD_DIR/scripts/build.ts" "$(readlink -f -- "$CURRENT")" >/dev/null ||
+      die "compiling the current release to JavaScript (for a rollback) failed"
+    note "compiled the current release to JavaScript too, so that a rollback to it starts"
+  fi
   {
     printf 'release=%s\nversion=%s\nnode=%s\nbuilt=%s\nsource=%s\n' \
       "$NAME" "$VERSION" "$NODE_VERSION" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$SRC"
@@ -488,10 +498,10 @@ esac
 
 service_env
 if ((DRY_RUN)); then
-  say "(would) check $CHECKED_NAME with the release's own checker (server.ts --check-config)"
+  say "(would) check $CHECKED_NAME with the release's own checker (server.js --check-config)"
 else
   say "checking $CHECKED_NAME with the release's own checker"
-  if ! check_output=$(release_node "$NEW_RELEASE/bin/node" --no-warnings "$NEW_RELEASE/src/server.ts" \
+  if ! check_output=$(release_node "$NEW_RELEASE/bin/node" --no-warnings "$NEW_RELEASE/src/server.js" \
     --check-config --config "$CHECKED_CONFIG" 2>&1); then
     die "${check_output//$STAGED_DEFAULT/$CHECKED_NAME} (checking $CHECKED_NAME; nothing was switched)"
   fi

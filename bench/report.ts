@@ -343,7 +343,7 @@ export function renderMarkdown(results: BenchResults, existing: string): string 
       (results.machine.pinned
         ? 'The server under test (hub, limit or naive) was pinned to cpu0 with taskset; Redis, the publisher and the load generators to cpu1. '
         : 'No CPU pinning. ') +
-      `Hub: \`src/server.ts\` with config.yaml and env overrides (auth ON, HS256 tokens, one user per client; logs at warn; max_clients and the connect rate limit raised). ` +
+      `Hub: \`src/server.js\` as deploy.sh builds it (scripts/build.ts) with config.yaml and env overrides (auth ON, HS256 tokens, one user per client; logs at warn; max_clients and the connect rate limit raised). ` +
       `Traffic: ${o.symbols} symbols, market_data + full ${o.levels}-level order books 10/s each (spread over the interval), trade bursts every 2 s, an order lifecycle per second, account/positions/strategies per second. ` +
       `Windows of ${o.seconds} s after ${o.warmup} s of warm-up.`,
     '',

@@ -2,7 +2,7 @@
  * The fan-out benchmark (`npm run bench -- [options]`); see BENCHMARKS.md for what it measures and the figures.
  *
  * Per scenario (C clients), in this one run and on the same traffic: a redis-server of its own (free port), the
- * hub (src/server.ts, config.yaml with env overrides: auth ON with HS256 tokens, logs at warn), the bench
+ * hub (src/server.js compiled by scripts/build.ts as deploy.sh does, config.yaml with env overrides: auth ON with HS256 tokens, logs at warn), the bench
  * publisher, and load generators holding the C clients; then the same with the two baselines in place of the
  * hub: `limit` (bench/limit-server.ts) and `naive` (bench/naive-server.ts). Then an idle scenario (memory per
  * idle client) and an ingest-only scenario (publisher at max rate; applied messages/s from the hub's
@@ -17,7 +17,7 @@
  *   for the machine to be idle; it is shared)  --hub-node-args '--max-old-space-size=320 --max-semi-space-size=2'
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -104,9 +104,9 @@ const root = new URL('..', import.meta.url).pathname;
 const bench = join(root, 'bench');
 const SERVER_CPU = options.pin ? 0 : undefined;
 const OTHERS_CPU = options.pin ? 1 : undefined;
-const secretDir = mkdtempSync(join(tmpdir(), 'bench-'));
+const benchDir = mkdtempSync(join(tmpdir(), 'bench-'));
 const secret = 'bench-secret-bench-secret-bench-secret-42';
-writeFileSync(join(secretDir, 'jwt-secret'), secret);
+writeFileSync(join(benchDir, 'jwt-secret'), secret);
 // Outside the work tree: profiles are large and not for committing.
 const profileDir = join(tmpdir(), 'dashboard-server-bench-profiles');
 if (options.profile) mkdirSync(profileDir, { recursive: true });
@@ -169,6 +169,24 @@ interface ServerProcess {
   logTail: () => string;
 }
 
+/**
+ * The hub as deploy.sh ships it: the sources compiled to JavaScript by scripts/build.ts (no run-time type
+ * stripping), in a copy of the checkout under the bench's temporary folder, sharing its node_modules.
+ */
+function buildHubRelease(): string {
+  const release = join(benchDir, 'release');
+  for (const file of ['src', 'plugins', 'routes', 'proto', 'config.yaml', 'package.json']) {
+    cpSync(join(root, file), join(release, file), { recursive: true });
+  }
+  symlinkSync(join(root, 'node_modules'), join(release, 'node_modules'));
+  const build = spawnSync(process.execPath, ['--no-warnings', join(root, 'scripts/build.ts'), release], {
+    encoding: 'utf8',
+  });
+  if (build.status !== 0) throw new Error(`scripts/build.ts failed: ${build.stderr}`);
+  return join(release, 'src/server.js');
+}
+let hubEntry: string | undefined;
+
 /** The hub, or (`hub-whole`) the hub sending every group whole at each tick: the design before spreading. */
 const isHub = (kind: string) => kind === 'hub' || kind === 'hub-whole';
 
@@ -189,8 +207,9 @@ async function startHub(
       `${kind}-${label}.cpuprofile`,
     );
   }
+  hubEntry ??= buildHubRelease();
   const child = track(
-    spawnPinned(process.execPath, [...nodeArgs, join(root, 'src/server.ts')], {
+    spawnPinned(process.execPath, [...nodeArgs, hubEntry], {
       cpu: SERVER_CPU,
       pipeStdout: true,
       env: {
@@ -199,7 +218,7 @@ async function startHub(
         DASHBOARD_SERVER__PORT: String(port),
         DASHBOARD_SERVER__LOG_LEVEL: 'warn',
         DASHBOARD_REDIS__URL: redis.url,
-        DASHBOARD_AUTH__JWT__SECRET_FILE: join(secretDir, 'jwt-secret'),
+        DASHBOARD_AUTH__JWT__SECRET_FILE: join(benchDir, 'jwt-secret'),
         DASHBOARD_WEBSOCKET__MAX_CLIENTS: String(Math.max(20_000, clients * 2)),
         DASHBOARD_WEBSOCKET__CONNECT_RATE_LIMIT__MAX: '10000000',
         ...(kind === 'hub-whole' ? { DASHBOARD_BROADCAST__SEND_PHASES: '1' } : {}),

@@ -125,18 +125,23 @@ const credentials = join(work, 'credentials');
  */
 function startService(port: number, options: { configHost?: boolean } = {}) {
   const current = join(app, 'current');
-  const child = spawn(join(current, 'bin/node'), [join(current, 'src/server.ts'), '--config', config], {
-    cwd: current,
-    env: {
-      PATH: process.env.PATH,
-      NODE_ENV: 'production',
-      ...(options.configHost ? {} : { DASHBOARD_SERVER__HOST: '127.0.0.1' }),
-      DASHBOARD_SERVER__PORT: String(port),
-      DASHBOARD_REDIS__URL: redis.url,
-      DASHBOARD_AUTH__JWT__SECRET_FILE: join(credentials, 'jwt-secret'),
+  // --no-experimental-strip-types: the release runs as JavaScript; a .ts module left in its imports fails here.
+  const child = spawn(
+    join(current, 'bin/node'),
+    ['--no-experimental-strip-types', join(current, 'src/server.js'), '--config', config],
+    {
+      cwd: current,
+      env: {
+        PATH: process.env.PATH,
+        NODE_ENV: 'production',
+        ...(options.configHost ? {} : { DASHBOARD_SERVER__HOST: '127.0.0.1' }),
+        DASHBOARD_SERVER__PORT: String(port),
+        DASHBOARD_REDIS__URL: redis.url,
+        DASHBOARD_AUTH__JWT__SECRET_FILE: join(credentials, 'jwt-secret'),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
   return { child, done: collect(child) };
 }
 
@@ -255,7 +260,14 @@ describe('deploy.sh --root DIR --no-systemctl', () => {
     const node = join(release, 'bin/node');
     assert.equal(statSync(node).mode & 0o111, 0o111);
     assert.equal(statSync(node).size, statSync(projectNode).size);
-    for (const file of ['src/server.ts', 'plugins', 'routes/ws.ts', 'proto/order.proto', 'config.yaml'])
+    for (const file of [
+      'src/server.ts',
+      'src/server.js',
+      'plugins/hub.js',
+      'routes/ws.js',
+      'proto/order.proto',
+      'config.yaml',
+    ])
       assert.ok(existsSync(join(release, file)), file);
     assert.equal(existsSync(join(release, 'test')), false, 'tests are not shipped');
     assert.ok(existsSync(join(release, 'node_modules/fastify/package.json')));
@@ -281,9 +293,19 @@ describe('deploy.sh --root DIR --no-systemctl', () => {
       const file = join(dir, 'config.yaml');
       writeFileSync(file, `${readFileSync(file, 'utf8')}# a new default in this release\n`);
     });
+    // The current release as one built before releases had JavaScript: a rollback to it must still start.
+    const firstRelease = join(app, 'releases', first);
+    for (const dir of ['src', 'plugins', 'routes']) {
+      for (const name of readdirSync(join(firstRelease, dir), { recursive: true }) as string[])
+        if (name.endsWith('.js')) rmSync(join(firstRelease, dir, name));
+    }
+    assert.equal(existsSync(join(firstRelease, 'src/server.js')), false);
     const run = await deploy([...rootArgs, '--node', projectNode], newer).done;
     assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
     assert.match(run.stdout, /keeping your edited .*config\.yaml; writing this release's default beside it/);
+    assert.match(run.stdout, /compiled the current release to JavaScript too/);
+    assert.ok(existsSync(join(firstRelease, 'src/server.js')));
+    assert.ok(existsSync(join(firstRelease, 'routes/ws.js')));
 
     assert.equal(readFileSync(config, 'utf8'), edited);
     assert.match(readFileSync(`${config}.new`, 'utf8'), /# a new default in this release\n$/);
@@ -348,7 +370,7 @@ describe('deploy.sh --root DIR --no-systemctl', () => {
   test('a release that does not become ready is rolled back: current points at the previous release again', async () => {
     const broken = checkoutCopy('broken', (dir) => {
       // Passes --check-config (which exits before this line), then dies once listening.
-      const server = join(dir, 'src/server.ts');
+      const server = join(dir, 'src/server.ts'); // compiled into the release's src/server.js
       writeFileSync(server, `${readFileSync(server, 'utf8')}throw new Error('broken release');\n`);
     });
     const run = await deployAndRestart(['--node', projectNode], broken);

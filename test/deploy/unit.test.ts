@@ -79,7 +79,7 @@ describe('systemd/dashboard-server.service', () => {
     assert.deepEqual(settings('WorkingDirectory'), ['/opt/dashboard-server/current']);
     assert.match(
       settings('ExecStart')[0],
-      /^\/opt\/dashboard-server\/current\/bin\/node .*\/opt\/dashboard-server\/current\/src\/server\.ts --config \/etc\/dashboard-server\/config\.yaml$/,
+      /^\/opt\/dashboard-server\/current\/bin\/node .*\/opt\/dashboard-server\/current\/src\/server\.js --config \/etc\/dashboard-server\/config\.yaml$/,
     );
     assert.deepEqual(settings('LoadCredential'), ['jwt-secret:/etc/dashboard-server/jwt-secret']);
     assert.ok(settings('Environment').includes('DASHBOARD_AUTH__JWT__SECRET_FILE=%d/jwt-secret'));
