@@ -75,12 +75,30 @@ const ANONYMOUS: Principal = { userId: 'anonymous', role: '*', expiresAt: undefi
 const SPREAD_CLIENTS_PER_PHASE = 25;
 const GATHER_CLIENTS_PER_PHASE = 20;
 
+// The slice lists slicesDue hands out, built once: it runs for every group at every phase (send_phases ≤ 100).
+const NO_SLICES: readonly number[] = [];
+const SINGLE_SLICES: readonly (readonly number[])[] = Array.from({ length: 100 }, (_, index) => [index]);
+const BINARY_FRAME = { binary: true };
+const TEXT_FRAME = { binary: false };
+const statsKeys = new Map<string, string>();
+/** `type|format`, one string shared by every client of that kind. */
+function statsKeyOf(type: ClientType, format: Format): string {
+  const key = `${type}|${format}`;
+  const shared = statsKeys.get(key) ?? key;
+  statsKeys.set(key, shared);
+  return shared;
+}
+
 /** One connected client. */
 export class HubClient {
   readonly id: number;
   readonly type: ClientType;
   readonly format: Format;
   readonly socket: ClientSocket;
+  /** Built once: the send loop runs for every client at every tick. */
+  readonly sendOptions: { binary: boolean };
+  /** The key of `stats.sentBytes` its frames count under. */
+  readonly statsKey: string;
   subscriptions = new Set<string>();
   /** The sequence of the view the client holds: the `sequence` of the last update it was sent. */
   sequence = 0;
@@ -115,6 +133,8 @@ export class HubClient {
     this.type = type;
     this.format = format;
     this.socket = socket;
+    this.sendOptions = isBinary(format) ? BINARY_FRAME : TEXT_FRAME;
+    this.statsKey = statsKeyOf(type, format);
     this.principal = principal;
     this.bucket = bucket;
     this.lastSeenAt = now;
@@ -131,11 +151,10 @@ class Group {
   readonly type: ClientType;
   readonly format: Format;
   readonly filter: Filter;
-  /** The key of `stats.sentBytes` its frames count under. */
-  readonly statsKey: string;
-  readonly clients = new Set<HubClient>();
   /** The clients by phase (`client.id % phases`), the slices a spread group is sent in. */
   readonly byPhase: Set<HubClient>[];
+  /** Every slice index, for a group sent whole. */
+  private readonly allSlices: readonly number[];
   /** The phase a group that is not spread is sent in (groups are dealt round the phases as they are created). */
   readonly phase: number;
   spread = false;
@@ -157,10 +176,16 @@ class Group {
     this.type = type;
     this.format = format;
     this.filter = filter;
-    this.statsKey = `${type}|${format}`;
     this.phase = phase;
     this.byPhase = Array.from({ length: phases }, () => new Set<HubClient>());
+    this.allSlices = this.byPhase.map((_, index) => index);
     this.minScannedByPhase = new Array<number>(phases).fill(sequence);
+  }
+
+  get size(): number {
+    let size = 0;
+    for (const slice of this.byPhase) size += slice.size;
+    return size;
   }
 
   get minScanned(): number {
@@ -170,9 +195,9 @@ class Group {
   }
 
   /** The slices due in `phase`: one slice when spread, every slice in the group's own phase, else none. */
-  slicesDue(phase: number): number[] {
-    if (this.spread) return [phase];
-    return phase === this.phase ? this.byPhase.map((_, index) => index) : [];
+  slicesDue(phase: number): readonly number[] {
+    if (this.spread) return SINGLE_SLICES[phase];
+    return phase === this.phase ? this.allSlices : NO_SLICES;
   }
 }
 
@@ -609,19 +634,11 @@ export class Hub {
         });
       }
       this.stats.broadcasts[group.type]++;
-      const binary = isBinary(group.format);
-      let sent = 0;
       for (const client of clients) {
+        this.send(client, frame);
         client.sequence = sequence;
         client.scanned = sequence;
-        if (client.socket.readyState !== OPEN) continue;
-        client.socket.send(frame, { binary });
-        client.sentSincePing = true;
-        sent++;
       }
-      this.stats.sentBytes[group.statsKey] =
-        (this.stats.sentBytes[group.statsKey] ?? 0) + frame.length * sent;
-      this.stats.sentMessages[group.type] += sent;
     }
     for (const slice of slices) {
       let lowest = sequence;
@@ -684,20 +701,18 @@ export class Hub {
       );
       this.groups.set(key, group);
     }
-    group.clients.add(client);
     group.byPhase[client.id % this.phases].add(client);
     client.group = group;
-    if (this.phases > 1 && group.clients.size >= SPREAD_CLIENTS_PER_PHASE * this.phases) group.spread = true;
+    if (this.phases > 1 && group.size >= SPREAD_CLIENTS_PER_PHASE * this.phases) group.spread = true;
   }
 
   private leaveGroup(client: HubClient): void {
     const group = client.group;
     if (!group) return;
-    group.clients.delete(client);
     group.byPhase[client.id % this.phases].delete(client);
     client.group = undefined;
-    if (group.clients.size === 0) this.groups.delete(group.key);
-    else if (group.clients.size < GATHER_CLIENTS_PER_PHASE * this.phases) group.spread = false;
+    if (group.size === 0) this.groups.delete(group.key);
+    else if (group.size < GATHER_CLIENTS_PER_PHASE * this.phases) group.spread = false;
   }
 
   private encodeSnapshot(format: Format, filter: Filter): Buffer {
@@ -732,10 +747,9 @@ export class Hub {
   /** The one place a frame goes to a socket. */
   private send(client: HubClient, frame: Buffer): void {
     if (client.socket.readyState !== OPEN) return;
-    client.socket.send(frame, { binary: isBinary(client.format) });
+    client.socket.send(frame, client.sendOptions);
     client.sentSincePing = true;
-    const key = `${client.type}|${client.format}`;
-    this.stats.sentBytes[key] = (this.stats.sentBytes[key] ?? 0) + frame.length;
+    this.stats.sentBytes[client.statsKey] = (this.stats.sentBytes[client.statsKey] ?? 0) + frame.length;
     this.stats.sentMessages[client.type]++;
   }
 }
