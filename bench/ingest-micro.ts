@@ -9,6 +9,7 @@
  * see the same load.
  */
 import { parseArgs } from 'node:util';
+import { syntheticBook } from '../scripts/synthetic-book.ts';
 import * as current from '../src/ingest.ts';
 import { StateStore } from '../src/state.ts';
 
@@ -42,16 +43,6 @@ if (values.before) {
     StateStore: typeof StateStore;
   };
   subjects.push(subject('before', before, beforeState.StateStore));
-}
-
-function book(mid: number, levels: number) {
-  const bids: Record<string, number> = {};
-  const asks: Record<string, number> = {};
-  for (let i = 1; i <= levels; i++) {
-    bids[(mid - i * 0.01).toFixed(2)] = Number((Math.random() * 5).toFixed(3));
-    asks[(mid + i * 0.01).toFixed(2)] = Number((Math.random() * 5).toFixed(3));
-  }
-  return { bids, asks };
 }
 
 /** µs per call of `run` over `n` calls. */
@@ -104,7 +95,7 @@ for (const levels of [20, 200, 1000]) {
     Buffer.from(
       JSON.stringify({
         symbol: 'SYM0USDT',
-        ...book(100, levels),
+        ...syntheticBook(100, levels),
         last_update_id: 1,
         timestamp: 1,
         initialized: true,

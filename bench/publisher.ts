@@ -15,6 +15,7 @@
  */
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
+import { syntheticBook } from '../scripts/synthetic-book.ts';
 import { monotonicMs } from './common.ts';
 
 const { values } = parseArgs({
@@ -48,16 +49,6 @@ function publish(channel: string, payload: string): Promise<unknown> {
   return redis.publish(channel, payload);
 }
 
-function book(mid: number): { bids: Record<string, number>; asks: Record<string, number> } {
-  const bids: Record<string, number> = {};
-  const asks: Record<string, number> = {};
-  for (let i = 1; i <= levels; i++) {
-    bids[(mid - i * 0.01).toFixed(2)] = Number((Math.random() * 5).toFixed(3));
-    asks[(mid + i * 0.01).toFixed(2)] = Number((Math.random() * 5).toFixed(3));
-  }
-  return { bids, asks };
-}
-
 function marketData(symbol: string): string {
   const price = prices.get(symbol)! * (1 + (Math.random() - 0.5) * 0.001);
   prices.set(symbol, price);
@@ -77,7 +68,7 @@ function marketData(symbol: string): string {
 function orderbook(symbol: string): string {
   return JSON.stringify({
     symbol,
-    ...book(prices.get(symbol)!),
+    ...syntheticBook(prices.get(symbol)!, levels),
     last_update_id: Date.now(),
     timestamp: Date.now() * 1000,
     initialized: true,

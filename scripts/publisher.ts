@@ -8,6 +8,7 @@
  */
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
+import { syntheticBook } from './synthetic-book.ts';
 
 const { values } = parseArgs({
   options: {
@@ -34,16 +35,6 @@ function publish(channel: string, payload: object): void {
   void redis.publish(channel, JSON.stringify(payload));
 }
 
-function book(mid: number): { bids: Record<string, number>; asks: Record<string, number> } {
-  const bids: Record<string, number> = {};
-  const asks: Record<string, number> = {};
-  for (let i = 1; i <= levels; i++) {
-    bids[(mid - i * 0.01).toFixed(2)] = Number((Math.random() * 5).toFixed(3));
-    asks[(mid + i * 0.01).toFixed(2)] = Number((Math.random() * 5).toFixed(3));
-  }
-  return { bids, asks };
-}
-
 function tickMarket(): void {
   for (const symbol of symbols) {
     const price = prices.get(symbol)! * (1 + (Math.random() - 0.5) * 0.001);
@@ -59,7 +50,7 @@ function tickMarket(): void {
     });
     publish(`orderbook:${symbol}`, {
       symbol,
-      ...book(price),
+      ...syntheticBook(price, levels),
       last_update_id: Date.now(),
       timestamp: Date.now() * 1000,
       initialized: true,
