@@ -2,6 +2,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Histogram } from './histogram.ts';
 
 /** CLOCK_MONOTONIC in ms (µs precision): one clock for every process of the host, unlike Date.now() per process. */
 export const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
@@ -137,4 +139,37 @@ export function systemCpu(): Record<string, { busy: number; total: number }> {
     result[name] = { busy: total - idle, total };
   }
   return result;
+}
+
+/**
+ * What a baseline server (limit, naive) reports to bench/run.ts: its tick times and frames sent, reset at `start`
+ * and sent back at `stop` over IPC with the event-loop delay, plus anything `extra` adds.
+ */
+export class BaselineMeter {
+  tickTimes = new Histogram();
+  sentFrames = 0;
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
+
+  /** Answers run.ts's `start`/`stop` and SIGTERM; says `ready` when the server listens. */
+  serve(server: { on(event: 'listening', listener: () => void): unknown }, extra: () => object = () => ({})) {
+    this.loopDelay.enable();
+    process.on('message', (message: { cmd: string }) => {
+      if (message.cmd === 'start') {
+        this.loopDelay.reset();
+        this.tickTimes = new Histogram();
+        this.sentFrames = 0;
+        process.send!({ evt: 'started' });
+      } else if (message.cmd === 'stop') {
+        process.send!({
+          evt: 'stats',
+          loopDelayP99Ms: this.loopDelay.percentile(99) / 1e6,
+          tick: this.tickTimes.toJSON(),
+          sentFrames: this.sentFrames,
+          ...extra(),
+        });
+      }
+    });
+    process.on('SIGTERM', () => process.exit(0));
+    server.on('listening', () => process.send!({ evt: 'ready' }));
+  }
 }

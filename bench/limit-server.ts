@@ -12,12 +12,11 @@
  *
  * IPC: {evt:'ready'} when listening; {cmd:'start'} / {cmd:'stop'} → {evt:'stats', loop delay and tick times}.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { Histogram } from './histogram.ts';
+import { BaselineMeter } from './common.ts';
 import { type ClientType, classOf, type Format, marketDataScope, symbolNames } from './mix.ts';
 
 const { values } = parseArgs({
@@ -96,8 +95,7 @@ function frame(group: Group, phase: Phase): Buffer {
   return encode(group.format, message);
 }
 
-let tickTimes = new Histogram();
-let sentFrames = 0;
+const meter = new BaselineMeter();
 
 function tick(type: ClientType, phaseIndex: number): void {
   const started = performance.now();
@@ -108,9 +106,9 @@ function tick(type: ClientType, phaseIndex: number): void {
     const data = frame(group, phase);
     const binary = group.format === 'msgpack';
     for (const socket of phase.clients) socket.send(data, { binary });
-    sentFrames += phase.clients.size;
+    meter.sentFrames += phase.clients.size;
   }
-  tickTimes.record((performance.now() - started) * 1000);
+  meter.tickTimes.record((performance.now() - started) * 1000);
 }
 
 for (const type of ['tui', 'web'] as const) {
@@ -173,22 +171,4 @@ server.on('connection', (socket, request) => {
   socket.on('error', () => {});
 });
 
-const loopDelay = monitorEventLoopDelay({ resolution: 10 });
-loopDelay.enable();
-process.on('message', (message: { cmd: string }) => {
-  if (message.cmd === 'start') {
-    loopDelay.reset();
-    tickTimes = new Histogram();
-    sentFrames = 0;
-    process.send!({ evt: 'started' });
-  } else if (message.cmd === 'stop') {
-    process.send!({
-      evt: 'stats',
-      loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
-      tick: tickTimes.toJSON(),
-      sentFrames,
-    });
-  }
-});
-process.on('SIGTERM', () => process.exit(0));
-server.on('listening', () => process.send!({ evt: 'ready' }));
+meter.serve(server);

@@ -6,14 +6,13 @@
  *
  * IPC: {evt:'ready'} when listening; {cmd:'start'} / {cmd:'stop'} → {evt:'stats', loop delay and tick times}.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { Ingest } from '../src/ingest.ts';
 import { StateStore } from '../src/state.ts';
 import { buildFilter, type Filter, validateSubscription } from '../src/topics.ts';
-import { Histogram } from './histogram.ts';
+import { BaselineMeter } from './common.ts';
 import type { ClientType } from './mix.ts';
 
 const { values } = parseArgs({
@@ -69,8 +68,7 @@ function snapshot(client: Client, timestamp: string): string {
   });
 }
 
-let tickTimes = new Histogram();
-let sentFrames = 0;
+const meter = new BaselineMeter();
 
 function tick(type: ClientType): void {
   const started = performance.now();
@@ -78,11 +76,11 @@ function tick(type: ClientType): void {
   for (const client of clients) {
     if (client.type !== type || !client.filter) continue;
     client.socket.send(snapshot(client, timestamp));
-    sentFrames++;
+    meter.sentFrames++;
   }
   // Nobody reads the journal here.
   state.trimJournal(state.sequence);
-  tickTimes.record((performance.now() - started) * 1000);
+  meter.tickTimes.record((performance.now() - started) * 1000);
 }
 setInterval(() => tick('tui'), Number(values['tui-interval']));
 setInterval(() => tick('web'), Number(values['web-interval']));
@@ -109,23 +107,4 @@ server.on('connection', (socket, request) => {
   socket.on('error', () => {});
 });
 
-const loopDelay = monitorEventLoopDelay({ resolution: 10 });
-loopDelay.enable();
-process.on('message', (message: { cmd: string }) => {
-  if (message.cmd === 'start') {
-    loopDelay.reset();
-    tickTimes = new Histogram();
-    sentFrames = 0;
-    process.send!({ evt: 'started' });
-  } else if (message.cmd === 'stop') {
-    process.send!({
-      evt: 'stats',
-      loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
-      tick: tickTimes.toJSON(),
-      sentFrames,
-      ingested: ingest.counters.messages,
-    });
-  }
-});
-process.on('SIGTERM', () => process.exit(0));
-server.on('listening', () => process.send!({ evt: 'ready' }));
+meter.serve(server, () => ({ ingested: ingest.counters.messages }));
