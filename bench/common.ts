@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Histogram } from './histogram.ts';
+import type { ClassStats } from './loadgen.ts';
 
 /** CLOCK_MONOTONIC in ms (µs precision): one clock for every process of the host, unlike Date.now() per process. */
 export const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
@@ -172,4 +173,19 @@ export class BaselineMeter {
     process.on('SIGTERM', () => process.exit(0));
     server.on('listening', () => process.send!({ evt: 'ready' }));
   }
+}
+
+/** A class's counters before any client of it connected. */
+export function emptyClassStats(): ClassStats {
+  return {
+    clients: 0,
+    msgs: 0,
+    bytes: 0,
+    sampledClients: 0,
+    sampledMsgs: 0,
+    lost: 0,
+    outOfOrder: 0,
+    extraSnapshots: 0,
+    errors: 0,
+  };
 }

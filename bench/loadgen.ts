@@ -17,7 +17,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createSigner } from 'fast-jwt';
 import { Unpackr } from 'msgpackr';
 import WebSocket from 'ws';
-import { monotonicMs } from './common.ts';
+import { emptyClassStats, monotonicMs } from './common.ts';
 import { Histogram } from './histogram.ts';
 import { type ClientSpec, type ClientType, classOf } from './mix.ts';
 
@@ -70,17 +70,7 @@ function statsFor(spec: ClientSpec): ClassStats {
   const key = classOf(spec);
   let stats = classes.get(key);
   if (!stats) {
-    stats = {
-      clients: 0,
-      msgs: 0,
-      bytes: 0,
-      sampledClients: 0,
-      sampledMsgs: 0,
-      lost: 0,
-      outOfOrder: 0,
-      extraSnapshots: 0,
-      errors: 0,
-    };
+    stats = emptyClassStats();
     classes.set(key, stats);
   }
   return stats;

@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   cpuSeconds,
+  emptyClassStats,
   freePort,
   processor,
   request,
@@ -703,19 +704,7 @@ function combine(kind: string, specs: ClientSpec[], stats: LoadgenStats[], secon
   let loadgenLoopP99Ms = 0;
   for (const s of stats) {
     for (const [key, c] of Object.entries(s.classes)) {
-      classes[key] ??= {
-        clients: 0,
-        msgs: 0,
-        bytes: 0,
-        sampledClients: 0,
-        sampledMsgs: 0,
-        lost: 0,
-        outOfOrder: 0,
-        extraSnapshots: 0,
-        errors: 0,
-        meanSize: 0,
-        bytesPerClientPerSec: 0,
-      };
+      classes[key] ??= { ...emptyClassStats(), meanSize: 0, bytesPerClientPerSec: 0 };
       const into = classes[key];
       for (const field of Object.keys(c) as (keyof ClassStats)[]) into[field] += c[field];
     }
