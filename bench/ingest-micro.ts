@@ -27,6 +27,11 @@ const ingestOptions = {
   terminalOrderRetention: 600_000,
   maxMessageSize: 1 << 20,
   maxSymbols: 1000,
+  // The shipped limits (config.yaml), so the checks they cost are measured; an older Ingest ignores them.
+  symbolIdleTtl: 3_600_000,
+  maxRecordSize: 16 * 1024,
+  maxEntries: 10_000,
+  maxStateSize: 32 * 1024 * 1024,
 };
 
 function subject(label: string, module: typeof current, State: typeof StateStore): Subject {

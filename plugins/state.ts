@@ -15,7 +15,8 @@ declare module 'fastify' {
 export default fp(
   async (fastify) => {
     const { ingest: options } = fastify.config;
-    const state = new StateStore();
+    // The journal keeps replaced values for readers that are behind; it gets the state's budget again, no more.
+    const state = new StateStore({ maxJournalBytes: options.max_state_size });
     const startedAt = new Date(state.startedAt).toISOString();
     state.set('system', SINGLE, {
       epoch: state.epoch,
@@ -28,10 +29,17 @@ export default fp(
       terminalOrderRetention: options.terminal_order_retention,
       maxMessageSize: options.max_message_size,
       maxSymbols: options.max_symbols,
+      symbolIdleTtl: options.symbol_idle_ttl,
+      maxRecordSize: options.max_record_size,
+      maxEntries: options.max_entries,
+      maxStateSize: options.max_state_size,
     });
-    // A quarter of the retention keeps removal within 25% of the promised time, and never busier than 10/s.
-    const sweepEvery = Math.max(100, Math.min(options.terminal_order_retention / 4, 60_000));
-    const sweep = setInterval(() => ingest.sweepTerminalOrders(), sweepEvery);
+    // A quarter of the retention (or idle time) keeps removal within 25% of the promised time, never busier than 10/s.
+    const sweepEvery = Math.max(
+      100,
+      Math.min(options.terminal_order_retention / 4, options.symbol_idle_ttl / 4, 60_000),
+    );
+    const sweep = setInterval(() => ingest.sweep(), sweepEvery);
     // Never the reason the process stays up (e.g. when a later plugin fails to load).
     sweep.unref();
     fastify.decorate('state', state);

@@ -3,7 +3,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { toMillis } from './backends.ts';
 import type { Json, JsonObject } from './merge-patch.ts';
 import { SINGLE, type StateStore } from './state.ts';
-import type { Topic } from './topics.ts';
+import { SYMBOL_SCOPED_TOPICS, type Topic } from './topics.ts';
 
 /** The topics a backend can publish to; `system` belongs to the hub. */
 export const INGEST_TOPICS = [
@@ -137,12 +137,19 @@ const NUMERIC_FIELDS: Record<IngestTopic, readonly string[]> = {
 
 export const TERMINAL_ORDER_STATES = new Set(['FILLED', 'CANCELED', 'CANCELLED', 'REJECTED', 'EXPIRED']);
 
+/** The limits a valid payload can still be refused by: each is counted apart (`dashboard_ingest_refused_total`). */
+export const LIMITS = ['max_record_size', 'max_entries', 'max_symbols', 'max_state_size'] as const;
+export type Limit = (typeof LIMITS)[number];
+
 /** Why a payload was rejected; also the label of `dashboard_ingest_invalid_total`'s log line. */
 export class PayloadError extends Error {
   readonly topic: string;
-  constructor(topic: string, message: string) {
+  /** The limit that refused it, when the payload itself was valid. */
+  readonly limit: Limit | undefined;
+  constructor(topic: string, message: string, limit?: Limit) {
     super(message);
     this.topic = topic;
+    this.limit = limit;
   }
 }
 
@@ -155,12 +162,24 @@ export interface IngestOptions {
   maxMessageSize: number;
   /** Most distinct symbols in market_data, orderbook and trades: a publisher flooding names is refused past it. */
   maxSymbols?: number;
+  /** A symbol with no update for this long, in ms, is forgotten (its market_data, orderbook and trades go). */
+  symbolIdleTtl?: number;
+  /** Largest stored record (a trade, an order, a trimmed book…), by its estimated JSON size in bytes. */
+  maxRecordSize?: number;
+  /** Most entries of each of orders, positions and strategies. */
+  maxEntries?: number;
+  /** Most bytes the whole state may hold (the sum of its records' estimated sizes). */
+  maxStateSize?: number;
   now?: () => number;
 }
 
 export interface IngestCounters {
   messages: Record<string, number>;
   invalid: Record<string, number>;
+  /** Valid payloads refused by a limit, by limit and topic (also counted in `invalid`). */
+  refused: Record<Limit, Record<string, number>>;
+  /** Symbols forgotten after ingest.symbol_idle_ttl without an update. */
+  symbolsEvicted: number;
 }
 
 function isIngestTopic(topic: string): topic is IngestTopic {
@@ -174,11 +193,57 @@ function toNumber(value: unknown): number {
 /** Keys that would reach an object's prototype when assigned: refused wherever they appear in a payload. */
 const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
-/** Deeper objects than this in a payload are refused (no backend nests that far; a hostile one could). */
+/** Deeper objects or arrays than this in a payload are refused (no backend nests that far; a hostile one could). */
 const MAX_DEPTH = 32;
 
 function unsafeKeyError(topic: string, key: string): PayloadError {
   return new PayloadError(topic, `invalid ${topic} payload: key ${JSON.stringify(key)} is not allowed`);
+}
+
+/**
+ * The size a copy has reached, checked against ingest.max_record_size as it grows, so that a copy stops as soon as
+ * its record is too large: the work on a refused payload is bounded by the limit, not by the payload.
+ *
+ * The size estimates the record's JSON text: a string by its length plus quotes, a number as 8 bytes, `true`,
+ * `false` and `null` as 5, 5 and 4, and one byte per separator. It is what the state's budget adds up.
+ */
+class RecordSize {
+  bytes = 0;
+  readonly topic: string;
+  readonly max: number;
+  constructor(topic: string, max: number) {
+    this.topic = topic;
+    this.max = max;
+  }
+
+  add(bytes: number): void {
+    this.bytes += bytes;
+    if (this.bytes > this.max) {
+      throw new PayloadError(
+        this.topic,
+        `${this.topic} record of more than ${this.max} bytes refused: ingest.max_record_size`,
+        'max_record_size',
+      );
+    }
+  }
+}
+
+/** A size nothing reaches: for copies whose size is not checked (a nested level of a book being refused). */
+const UNBOUNDED = Number.POSITIVE_INFINITY;
+/** The estimated size of one kept book level, `[price,quantity],`. */
+const LEVEL_SIZE = 20;
+
+function scalarSize(value: unknown): number {
+  switch (typeof value) {
+    case 'string':
+      return value.length + 2;
+    case 'number':
+      return 8;
+    case 'boolean':
+      return 5;
+    default:
+      return 4;
+  }
 }
 
 /** The error for a payload its topic's schema refuses: the schema's first complaint. */
@@ -188,12 +253,20 @@ function schemaError(topic: IngestTopic, payload: unknown): PayloadError {
   return new PayloadError(topic, `invalid ${topic} payload: ${where}${error?.message ?? 'wrong shape'}`);
 }
 
-/** Drops null fields at every depth of objects: a merge patch cannot carry a null value. */
-function withoutNulls(value: Record<string, unknown>, topic: string, depth = 0): JsonObject {
-  if (depth > MAX_DEPTH)
-    throw new PayloadError(topic, `invalid ${topic} payload: nested deeper than ${MAX_DEPTH}`);
+function depthError(topic: string): PayloadError {
+  return new PayloadError(topic, `invalid ${topic} payload: nested deeper than ${MAX_DEPTH}`);
+}
+
+/**
+ * Copies an object, dropping null fields at every depth of objects (a merge patch cannot carry a null value), and
+ * refusing what no client could be sent: unsafe keys, objects or arrays nested deeper than MAX_DEPTH, numbers that
+ * are not finite (JSON.parse turns 1e400 into Infinity, which JSON sends as null), and a record over its size.
+ */
+function withoutNulls(value: Record<string, unknown>, size: RecordSize, depth = 0): JsonObject {
+  if (depth > MAX_DEPTH) throw depthError(size.topic);
+  size.add(2);
   const result: JsonObject = {};
-  for (const [key, field] of Object.entries(value)) copyWithoutNulls(result, key, field, topic, depth);
+  for (const [key, field] of Object.entries(value)) copyWithoutNulls(result, key, field, size, depth);
   return result;
 }
 
@@ -202,15 +275,34 @@ function copyWithoutNulls(
   result: JsonObject,
   key: string,
   field: unknown,
-  topic: string,
+  size: RecordSize,
   depth: number,
 ): void {
-  if (UNSAFE_KEYS.has(key)) throw unsafeKeyError(topic, key);
+  if (UNSAFE_KEYS.has(key)) throw unsafeKeyError(size.topic, key);
   if (field === null) return;
-  result[key] =
-    typeof field === 'object' && !Array.isArray(field)
-      ? withoutNulls(field as Record<string, unknown>, topic, depth + 1)
-      : (field as Json);
+  size.add(key.length + 4);
+  result[key] = copyValue(field, size, depth + 1, key);
+}
+
+/** A copy of one value found at `depth` (named `name` for an error), checked like withoutNulls checks objects. */
+function copyValue(value: unknown, size: RecordSize, depth: number, name: string): Json {
+  if (typeof value !== 'object' || value === null) {
+    if (typeof value === 'number' && !Number.isFinite(value)) {
+      throw new PayloadError(size.topic, `invalid ${size.topic} payload: ${name} is not a finite number`);
+    }
+    size.add(scalarSize(value));
+    return value as Json;
+  }
+  if (!Array.isArray(value)) return withoutNulls(value as Record<string, unknown>, size, depth);
+  if (depth > MAX_DEPTH) throw depthError(size.topic);
+  size.add(2);
+  // Nulls stay in arrays: a merge patch replaces an array whole.
+  const copy: Json[] = new Array(value.length);
+  for (let index = 0; index < value.length; index++) {
+    size.add(1);
+    copy[index] = copyValue(value[index], size, depth + 1, name);
+  }
+  return copy;
 }
 
 /** Turns the numeric fields of a copied payload into numbers, in place. */
@@ -229,33 +321,59 @@ function numbersAsNumbers(record: JsonObject, numericFields: readonly string[], 
 function normalize(
   payload: Record<string, unknown>,
   numericFields: readonly string[],
-  topic: string,
+  size: RecordSize,
 ): JsonObject {
-  const result = withoutNulls(payload, topic);
-  numbersAsNumbers(result, numericFields, topic);
+  const result = withoutNulls(payload, size);
+  numbersAsNumbers(result, numericFields, size.topic);
   return result;
 }
 
+/** A payload that passed every check, ready to be written, with its estimated size. */
+interface Prepared {
+  record: JsonObject;
+  size: number;
+}
+
+/** The keyed topics whose entries are capped by ingest.max_entries. */
+const ENTRY_CAPPED = new Set<Topic>(['orders', 'positions', 'strategies']);
+
 /**
  * Turns backend payloads into state changes: validation, normalization and the per-topic rules (book depth,
- * trades kept, terminal order retention). Knows nothing of Redis, so the backend poller can use it too.
+ * trades kept, terminal order retention), within the state's limits (record size, entries per topic, symbols,
+ * the total budget). Knows nothing of Redis, so the backend poller can use it too.
  */
 export class Ingest {
-  readonly counters: IngestCounters = { messages: {}, invalid: {} };
+  readonly counters: IngestCounters = {
+    messages: {},
+    invalid: {},
+    refused: { max_record_size: {}, max_entries: {}, max_symbols: {}, max_state_size: {} },
+    symbolsEvicted: 0,
+  };
   private readonly state: StateStore;
   private readonly options: IngestOptions;
   private readonly now: () => number;
+  private readonly maxRecordSize: number;
+  private readonly maxStateSize: number;
   /** Terminal orders by id, with the time they may be removed at; insertion order is expiry order. */
   private readonly terminalOrders = new Map<string, number>();
   /** When each entity was last written (local clock), for the rule of replaceSection. */
   private readonly writtenAt = new Map<string, number>();
-  /** Symbols seen in market_data, orderbook and trades. */
-  private readonly symbols = new Set<string>();
+  /** Symbols of market_data, orderbook and trades, with when each was last written; least recent first. */
+  private readonly symbols = new Map<string, number>();
+  /** The estimated size of each stored trade, so a trade list's size is the sum of its trades'. */
+  private readonly tradeSizes = new WeakMap<JsonObject, number>();
 
   constructor(state: StateStore, options: IngestOptions) {
     this.state = state;
     this.options = options;
     this.now = options.now ?? Date.now;
+    this.maxRecordSize = options.maxRecordSize ?? UNBOUNDED;
+    this.maxStateSize = options.maxStateSize ?? UNBOUNDED;
+  }
+
+  /** How full the state's budget (ingest.max_state_size) is, from 0 to 1; 0 without a budget. */
+  get budgetUsed(): number {
+    return Number.isFinite(this.maxStateSize) ? this.state.bytes / this.maxStateSize : 0;
   }
 
   /**
@@ -293,27 +411,47 @@ export class Ingest {
       this.applyOrderbook(payload, channelSuffix);
       return;
     }
+    this.applyPrepared(topic, this.prepare(topic, payload), channelSuffix);
+  }
+
+  /** Checks and normalizes one payload of any topic but orderbook; throws PayloadError, changes nothing. */
+  private prepare(topic: Exclude<IngestTopic, 'orderbook'>, payload: unknown): Prepared {
     if (topic === 'orders' && envelopeChecker.Check(payload)) payload = payload.order;
     if (!checkers[topic].Check(payload)) throw schemaError(topic, payload);
-    const record = normalize(payload as Record<string, unknown>, NUMERIC_FIELDS[topic], topic);
+    const size = new RecordSize(topic, this.maxRecordSize);
+    try {
+      const record = normalize(payload as Record<string, unknown>, NUMERIC_FIELDS[topic], size);
+      if (topic === 'account') normalizeBalances(record);
+      return { record, size: size.bytes };
+    } catch (error) {
+      if (error instanceof PayloadError && error.limit) this.countRefused(error);
+      throw error;
+    }
+  }
+
+  private applyPrepared(
+    topic: Exclude<IngestTopic, 'orderbook'>,
+    { record, size }: Prepared,
+    channelSuffix?: string,
+  ): void {
     switch (topic) {
       case 'market_data':
-        this.applyMarketData(record, channelSuffix);
+        this.applyMarketData(record, size, channelSuffix);
         return;
       case 'trades':
-        this.applyTrade(record, channelSuffix);
+        this.applyTrade(record, size, channelSuffix);
         return;
       case 'orders':
-        this.applyOrder(record);
+        this.applyOrder(record, size);
         return;
       case 'positions':
-        this.applyPosition(record);
+        this.applyPosition(record, size);
         return;
       case 'account':
-        this.applyAccount(record);
+        this.applyAccount(record, size);
         return;
       case 'strategies':
-        this.applyStrategy(record);
+        this.applyStrategy(record, size);
         return;
     }
   }
@@ -324,7 +462,8 @@ export class Ingest {
    * - an entity the list no longer has is removed, unless it was written after the poll began (a newer
    *   update) or is a terminal order still within its retention. `complete: false` (a truncated list)
    *   removes nothing.
-   * Records are validated like Redis payloads; an invalid one throws PayloadError before anything changes.
+   * All or nothing: every record is validated and normalized, and the result checked against ingest.max_entries
+   * and ingest.max_state_size, before anything is written; an invalid record or a limit throws PayloadError.
    */
   replaceSection(
     topic: 'orders' | 'positions' | 'strategies',
@@ -332,51 +471,86 @@ export class Ingest {
     pollStartedAt: number,
     complete = true,
   ): void {
-    const keyOf = (record: JsonObject) =>
+    const prepared = records.map((record) => this.prepare(topic, record));
+    const keyOf = ({ record }: Prepared) =>
       topic === 'orders'
         ? String(record.order_id)
         : topic === 'positions'
           ? String(record.symbol).toUpperCase()
           : String(record.id);
-    // Validate the whole list first (apply throws on the first invalid record): all or nothing.
-    for (const record of records) {
-      if (!checkers[topic].Check(record)) this.apply(topic, record);
+    const returned = new Set(prepared.map(keyOf));
+    const writes = prepared.filter(
+      (entry) => !this.isNewer(this.state.get(topic, keyOf(entry)), entry.record),
+    );
+    const removals: string[] = [];
+    if (complete) {
+      for (const key of this.state.keys(topic)) {
+        if (returned.has(key)) continue;
+        if ((this.writtenAt.get(`${topic}\0${key}`) ?? 0) > pollStartedAt) continue;
+        if (topic === 'orders' && this.terminalOrders.has(key)) continue;
+        removals.push(key);
+      }
     }
-    const returned = new Set<string>();
-    for (const record of records) {
-      const key = keyOf(record);
-      returned.add(key);
-      if (!this.isNewer(this.state.get(topic, key), record)) this.apply(topic, record);
+    this.checkSection(topic, writes, removals, keyOf);
+    for (const key of removals) this.write(topic, key, undefined);
+    for (const entry of writes) this.applyPrepared(topic, entry);
+  }
+
+  /** Throws if writing `writes` and removing `removals` would take a section or the state past its limits. */
+  private checkSection(
+    topic: 'orders' | 'positions' | 'strategies',
+    writes: Prepared[],
+    removals: string[],
+    keyOf: (entry: Prepared) => string,
+  ): void {
+    // Removed keys are never among the written ones (those were returned by the poll).
+    let count = this.state.count(topic) - removals.length;
+    let bytes = this.state.bytes;
+    for (const key of removals) bytes -= this.state.sizeOf(topic, key);
+    const written = new Map<string, number>();
+    for (const entry of writes) written.set(keyOf(entry), entry.size);
+    for (const [key, size] of written) {
+      if (this.state.get(topic, key) === undefined) count++;
+      bytes += size - this.state.sizeOf(topic, key);
     }
-    if (!complete) return;
-    for (const key of [...this.state.keys(topic)]) {
-      if (returned.has(key)) continue;
-      if ((this.writtenAt.get(`${topic}\0${key}`) ?? 0) > pollStartedAt) continue;
-      if (topic === 'orders' && this.terminalOrders.has(key)) continue;
-      this.write(topic, key, undefined);
+    const maxEntries = this.options.maxEntries ?? Number.POSITIVE_INFINITY;
+    if (count > maxEntries && count > this.state.count(topic)) {
+      throw this.refused(
+        topic,
+        `${topic} list of ${count} entries refused: ingest.max_entries (${maxEntries}) reached`,
+        'max_entries',
+      );
+    }
+    if (bytes > this.maxStateSize && bytes > this.state.bytes) {
+      throw this.refused(
+        topic,
+        `${topic} list refused: ingest.max_state_size (${this.maxStateSize} bytes) would be exceeded`,
+        'max_state_size',
+      );
     }
   }
 
   /** Stores a single-object section (`account`, `risk`) from a backend, unless the state holds a newer one. */
   replaceSingle(topic: 'account' | 'risk', record: JsonObject): void {
     if (this.isNewer(this.state.get(topic), record)) return;
-    if (topic === 'account') this.apply('account', record);
-    else this.write('risk', SINGLE, withoutNulls(record, 'risk'));
+    if (topic === 'account') {
+      this.apply('account', record);
+      return;
+    }
+    const size = new RecordSize('risk', this.maxRecordSize);
+    let copy: JsonObject;
+    try {
+      copy = withoutNulls(record, size);
+    } catch (error) {
+      if (error instanceof PayloadError && error.limit) this.countRefused(error);
+      throw error;
+    }
+    this.write('risk', SINGLE, copy, size.bytes);
   }
 
   /** Throws PayloadError if `record` would be refused as a `topic` payload; changes nothing. */
-  validate(topic: IngestTopic, record: unknown): void {
-    if (!checkers[topic].Check(record)) {
-      const error = checkers[topic].Errors(record).First();
-      throw new PayloadError(
-        topic,
-        `invalid ${topic} record: ${error ? `${error.path}: ${error.message}` : 'wrong shape'}`,
-      );
-    }
-    const normalized = normalize(record as Record<string, unknown>, NUMERIC_FIELDS[topic], topic);
-    if (topic === 'positions' && !/^[A-Za-z0-9._-]{1,32}$/.test(String(normalized.symbol))) {
-      throw new PayloadError(topic, `invalid positions record: symbol ${JSON.stringify(normalized.symbol)}`);
-    }
+  validate(topic: 'account' | 'positions', record: unknown): void {
+    this.prepare(topic, record);
   }
 
   /** Whether `current` carries a later `updated_at` than `incoming` (both must have one). */
@@ -388,11 +562,58 @@ export class Ingest {
     return currentTime !== undefined && incomingTime !== undefined && currentTime > incomingTime;
   }
 
-  private write(topic: Topic, key: string, value: Json | undefined): void {
-    this.state.set(topic, key, value);
+  /** Counts a limit's refusal (every source: Redis, polls) and returns the error to throw. */
+  private refused(topic: string, message: string, limit: Limit): PayloadError {
+    const error = new PayloadError(topic, message, limit);
+    this.countRefused(error);
+    return error;
+  }
+
+  private countRefused(error: PayloadError): void {
+    const byTopic = this.counters.refused[error.limit!];
+    byTopic[error.topic] = (byTopic[error.topic] ?? 0) + 1;
+  }
+
+  /**
+   * The one place ingest changes the state. A new entry of orders, positions or strategies past ingest.max_entries,
+   * and a write that would take the state past ingest.max_state_size, are refused (a write that does not grow the
+   * state always goes through, so a full state can still be updated and emptied).
+   */
+  private write(topic: Topic, key: string, value: Json | undefined, size = 0): void {
+    if (value !== undefined) {
+      if (UNSAFE_KEYS.has(key)) {
+        throw new PayloadError(topic, `invalid ${topic} payload: id ${JSON.stringify(key)} is not allowed`);
+      }
+      const exists = this.state.get(topic, key) !== undefined;
+      const maxEntries = this.options.maxEntries ?? Number.POSITIVE_INFINITY;
+      if (!exists && ENTRY_CAPPED.has(topic) && this.state.count(topic) >= maxEntries) {
+        throw this.refused(
+          topic,
+          `${topic} ${key} refused: ingest.max_entries (${maxEntries}) reached`,
+          'max_entries',
+        );
+      }
+      const growth = size - this.state.sizeOf(topic, key);
+      if (growth > 0 && this.state.bytes + growth > this.maxStateSize) {
+        throw this.refused(
+          topic,
+          `${topic} ${key} refused: ingest.max_state_size (${this.maxStateSize} bytes) is full`,
+          'max_state_size',
+        );
+      }
+    }
+    this.state.set(topic, key, value, size);
     const id = `${topic}\0${key}`;
+    const now = this.now();
     if (value === undefined) this.writtenAt.delete(id);
-    else this.writtenAt.set(id, this.now());
+    else {
+      this.writtenAt.set(id, now);
+      if (SYMBOL_SCOPED_TOPICS.has(topic)) {
+        // Most recently written last: the first entry is the one to evict.
+        this.symbols.delete(key);
+        this.symbols.set(key, now);
+      }
+    }
   }
 
   /** Removes terminal orders whose retention has passed. Returns how many were removed. */
@@ -408,27 +629,54 @@ export class Ingest {
     return removed;
   }
 
+  /**
+   * Forgets symbols with no update for ingest.symbol_idle_ttl, least recently written first: their market_data,
+   * orderbook and trades are removed (clients see the deletion). With `room`, stops once one symbol is freed.
+   * Returns how many were forgotten.
+   */
+  sweepIdleSymbols(room = false): number {
+    const ttl = this.options.symbolIdleTtl;
+    if (ttl === undefined) return 0;
+    const idleBefore = this.now() - ttl;
+    let evicted = 0;
+    for (const [symbol, writtenAt] of this.symbols) {
+      if (writtenAt > idleBefore) break;
+      this.symbols.delete(symbol);
+      for (const topic of SYMBOL_SCOPED_TOPICS) this.write(topic, symbol, undefined);
+      evicted++;
+      if (room) break;
+    }
+    this.counters.symbolsEvicted += evicted;
+    return evicted;
+  }
+
+  /** Both sweeps: expired terminal orders and idle symbols. */
+  sweep(): void {
+    this.sweepTerminalOrders();
+    this.sweepIdleSymbols();
+  }
+
   private symbolOf(record: JsonObject, channelSuffix: string | undefined, topic: IngestTopic): string {
     const symbol = (record.symbol as string | undefined) ?? channelSuffix;
     if (!symbol || !/^[A-Za-z0-9._-]{1,32}$/.test(symbol)) {
       throw new PayloadError(topic, `${topic} payload has no symbol and its channel names none`);
     }
     const upper = symbol.toUpperCase();
-    if (!this.symbols.has(upper)) {
-      if (this.symbols.size >= (this.options.maxSymbols ?? Number.POSITIVE_INFINITY)) {
-        throw new PayloadError(
-          topic,
-          `symbol ${upper} refused: ingest.max_symbols (${this.options.maxSymbols}) reached`,
-        );
-      }
-      this.symbols.add(upper);
+    const maxSymbols = this.options.maxSymbols ?? Number.POSITIVE_INFINITY;
+    // The place is taken by the write (see write): a refused record takes none.
+    if (!this.symbols.has(upper) && this.symbols.size >= maxSymbols && this.sweepIdleSymbols(true) === 0) {
+      throw this.refused(
+        topic,
+        `symbol ${upper} refused: ingest.max_symbols (${maxSymbols}) reached`,
+        'max_symbols',
+      );
     }
     return upper;
   }
 
-  private applyMarketData(record: JsonObject, channelSuffix?: string): void {
+  private applyMarketData(record: JsonObject, size: number, channelSuffix?: string): void {
     const symbol = this.symbolOf(record, channelSuffix, 'market_data');
-    this.write('market_data', symbol, { ...record, symbol });
+    this.write('market_data', symbol, { ...record, symbol }, withSymbolSize(record, size, symbol));
   }
 
   /**
@@ -456,72 +704,104 @@ export class Ingest {
       );
     }
     // normalize(), with each side replaced by its best levels at its place in the payload.
+    const size = new RecordSize('orderbook', this.maxRecordSize);
     const record: JsonObject = {};
-    for (const [key, field] of Object.entries(payload)) {
-      if (key === 'bids' || key === 'asks') {
-        const { copyError, levels } = sides[key];
-        if (copyError !== undefined) throw copyError;
-        record[key] = levels;
-      } else copyWithoutNulls(record, key, field, 'orderbook', 0);
+    try {
+      size.add(2);
+      for (const [key, field] of Object.entries(payload)) {
+        if (key === 'bids' || key === 'asks') {
+          const { copyError, levels } = sides[key];
+          if (copyError !== undefined) throw copyError;
+          size.add(key.length + 6 + levels.length * LEVEL_SIZE);
+          record[key] = levels;
+        } else copyWithoutNulls(record, key, field, size, 0);
+      }
+    } catch (error) {
+      if (error instanceof PayloadError && error.limit) this.countRefused(error);
+      throw error;
     }
     numbersAsNumbers(record, NUMERIC_FIELDS.orderbook, 'orderbook');
     // Before the symbol is taken: a refused book must not use up a place under ingest.max_symbols.
     for (const side of [sides.bids, sides.asks])
       if (side.badPrice !== undefined) throw priceError(side.badPrice);
     const symbol = this.symbolOf(record, channelSuffix, 'orderbook');
-    this.write('orderbook', symbol, { ...record, symbol });
+    this.write('orderbook', symbol, { ...record, symbol }, withSymbolSize(record, size.bytes, symbol));
   }
 
-  private applyTrade(record: JsonObject, channelSuffix?: string): void {
+  private applyTrade(record: JsonObject, size: number, channelSuffix?: string): void {
     const symbol = this.symbolOf(record, channelSuffix, 'trades');
     const trade: JsonObject = { ...record, symbol };
+    const tradeId = String(trade.trade_id);
     const previous = (this.state.get('trades', symbol) as JsonObject[] | undefined) ?? [];
-    const kept = previous.filter((t) => String(t.trade_id) !== String(trade.trade_id));
+    // The list's size is kept up to date from its trades' sizes (each with its separator), not summed anew.
+    let listSize = previous.length === 0 ? 2 : this.state.sizeOf('trades', symbol);
+    const kept: JsonObject[] = [];
+    for (const old of previous) {
+      if (String(old.trade_id) === tradeId) listSize -= this.tradeSizes.get(old) ?? 0;
+      else kept.push(old);
+    }
     // Newest first, by trade time; a late trade lands in its place rather than on top.
     let index = 0;
     while (index < kept.length && (kept[index].timestamp as number) > (trade.timestamp as number)) index++;
     // A trade older than every kept one, on a full list, changes nothing.
     if (index >= this.options.tradesKept) return;
+    const tradeSize = withSymbolSize(record, size, symbol) + 1;
+    this.tradeSizes.set(trade, tradeSize);
     kept.splice(index, 0, trade);
+    listSize += tradeSize;
+    for (let dropped = this.options.tradesKept; dropped < kept.length; dropped++)
+      listSize -= this.tradeSizes.get(kept[dropped]) ?? 0;
     if (kept.length > this.options.tradesKept) kept.length = this.options.tradesKept;
-    this.write('trades', symbol, kept);
+    this.write('trades', symbol, kept, listSize);
   }
 
-  private applyOrder(record: JsonObject): void {
+  private applyOrder(record: JsonObject, size: number): void {
     const orderId = String(record.order_id);
     const state = String(record.state).toUpperCase();
     const order = { ...record, order_id: orderId, symbol: String(record.symbol).toUpperCase(), state };
+    this.write('orders', orderId, order, size);
     this.terminalOrders.delete(orderId);
     if (TERMINAL_ORDER_STATES.has(state)) {
       this.terminalOrders.set(orderId, this.now() + this.options.terminalOrderRetention);
     }
-    this.write('orders', orderId, order);
   }
 
-  private applyPosition(record: JsonObject): void {
+  private applyPosition(record: JsonObject, size: number): void {
     const symbol = String(record.symbol).toUpperCase();
     if (record.quantity === 0) this.write('positions', symbol, undefined);
-    else this.write('positions', symbol, { ...record, symbol });
+    else this.write('positions', symbol, { ...record, symbol }, size);
   }
 
-  private applyAccount(record: JsonObject): void {
+  private applyAccount(record: JsonObject, size: number): void {
     // The account monitor cannot always total the balances in USD; it always has balances.
     if (record.total_balance === undefined && record.balances === undefined) {
       throw new PayloadError('account', 'invalid account payload: neither total_balance nor balances');
     }
-    if (record.balances !== undefined) {
-      const balances: JsonObject = {};
-      for (const [asset, amount] of Object.entries(record.balances as JsonObject))
-        balances[asset] = toNumber(amount);
-      record.balances = balances;
-    }
-    this.write('account', SINGLE, record);
+    this.write('account', SINGLE, record, size);
   }
 
-  private applyStrategy(record: JsonObject): void {
+  private applyStrategy(record: JsonObject, size: number): void {
     const id = String(record.id);
-    this.write('strategies', id, { ...record, id });
+    this.write('strategies', id, { ...record, id }, size);
   }
+}
+
+/** A record's size once its `symbol` is set to `symbol` (added when the payload had none). */
+function withSymbolSize(record: JsonObject, size: number, symbol: string): number {
+  return record.symbol === undefined ? size + symbol.length + 12 : size;
+}
+
+/** Balances as numbers; a decimal string too large for a number ("1e400") is refused, as on every field. */
+function normalizeBalances(record: JsonObject): void {
+  if (record.balances === undefined) return;
+  const balances: JsonObject = {};
+  for (const [asset, amount] of Object.entries(record.balances as JsonObject)) {
+    const value = toNumber(amount);
+    if (!Number.isFinite(value))
+      throw new PayloadError('account', `invalid account payload: balances.${asset} is not a finite number`);
+    balances[asset] = value;
+  }
+  record.balances = balances;
 }
 
 /**
@@ -581,7 +861,7 @@ function scanBookSide(side: Record<string, unknown>, depth: number, descending: 
       if (value === null) continue;
       if (typeof value === 'object' && !Array.isArray(value)) {
         try {
-          withoutNulls(value as Record<string, unknown>, 'orderbook', 2);
+          withoutNulls(value as Record<string, unknown>, new RecordSize('orderbook', UNBOUNDED), 2);
         } catch (error) {
           scanned.copyError ??= error as PayloadError;
         }

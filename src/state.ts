@@ -7,6 +7,8 @@ interface JournalEntry {
   topic: Topic;
   key: string;
   before: Json | undefined;
+  /** The estimated size of `before`, in bytes: what keeping this entry costs. */
+  beforeSize: number;
 }
 
 /** The result of asking for changes since a sequence the journal no longer reaches. */
@@ -15,6 +17,11 @@ export const TOO_OLD = Symbol('too_old');
 export interface StateOptions {
   /** Most journal entries kept; a reader further behind gets a full snapshot instead of a diff. */
   maxJournal?: number;
+  /**
+   * Most bytes of replaced values the journal keeps (by the sizes given to `set`); past it the oldest entries go
+   * and a reader further behind gets a full snapshot. A slow reader cannot make the journal hold more than this.
+   */
+  maxJournalBytes?: number;
   /** Clock, for `lastUpdate`. */
   now?: () => number;
 }
@@ -31,19 +38,52 @@ export class StateStore {
   readonly epoch: string = randomBytes(8).toString('hex');
   readonly startedAt: number;
   private readonly entities = new Map<Topic, Map<string, Json>>();
+  /** The size `set` was given for each entity, by topic: what the budget of ingest.max_state_size counts. */
+  private readonly sizes = new Map<Topic, Map<string, number>>();
+  private bytesValue = 0;
+  private journalBytesValue = 0;
   private readonly journal: JournalEntry[] = [];
   /** Sequence of `journal[0]`. */
   private journalFirstSeq = 1;
   private sequenceValue = 0;
   private lastUpdateAt: number | undefined;
   private readonly maxJournal: number;
+  private readonly maxJournalBytes: number;
   private readonly now: () => number;
 
-  constructor({ maxJournal = 1_000_000, now = Date.now }: StateOptions = {}) {
+  constructor({
+    maxJournal = 1_000_000,
+    maxJournalBytes = Number.POSITIVE_INFINITY,
+    now = Date.now,
+  }: StateOptions = {}) {
     this.maxJournal = maxJournal;
+    this.maxJournalBytes = maxJournalBytes;
     this.now = now;
     this.startedAt = now();
-    for (const topic of TOPICS) this.entities.set(topic, new Map());
+    for (const topic of TOPICS) {
+      this.entities.set(topic, new Map());
+      this.sizes.set(topic, new Map());
+    }
+  }
+
+  /** The sum of the sizes of every stored entity, in bytes (as given to `set`). */
+  get bytes(): number {
+    return this.bytesValue;
+  }
+
+  /** The sizes of the values the journal keeps, in bytes. */
+  get journalBytes(): number {
+    return this.journalBytesValue;
+  }
+
+  /** The size `set` was given for one entity; 0 if it does not exist. */
+  sizeOf(topic: Topic, key = SINGLE): number {
+    return this.sizes.get(topic)!.get(key) ?? 0;
+  }
+
+  /** How many entities a topic holds. */
+  count(topic: Topic): number {
+    return this.entities.get(topic)!.size;
   }
 
   get sequence(): number {
@@ -69,18 +109,29 @@ export class StateStore {
     return sizes;
   }
 
-  /** Stores `value` as the entity (topic, key); `undefined` removes it. Returns the new sequence. */
-  set(topic: Topic, key: string, value: Json | undefined): number {
+  /**
+   * Stores `value` as the entity (topic, key); `undefined` removes it. `size` is the value's size in bytes as the
+   * caller measured it (ingest estimates its JSON size); the store only adds the sizes up. Returns the new sequence.
+   */
+  set(topic: Topic, key: string, value: Json | undefined, size = 0): number {
     const map = this.entities.get(topic)!;
+    const sizes = this.sizes.get(topic)!;
     const before = map.get(key);
+    const beforeSize = sizes.get(key) ?? 0;
     if (value === undefined) {
       if (before === undefined) return this.sequenceValue;
       map.delete(key);
+      sizes.delete(key);
+      this.bytesValue -= beforeSize;
     } else {
       map.set(key, value);
+      sizes.set(key, size);
+      this.bytesValue += size - beforeSize;
     }
-    this.journal.push({ topic, key, before });
+    this.journal.push({ topic, key, before, beforeSize });
+    this.journalBytesValue += beforeSize;
     if (this.journal.length > this.maxJournal) this.dropJournal(this.journal.length - this.maxJournal);
+    if (this.journalBytesValue > this.maxJournalBytes) this.dropJournalBytes();
     this.lastUpdateAt = this.now();
     this.sequenceValue += 1;
     return this.sequenceValue;
@@ -164,7 +215,16 @@ export class StateStore {
   }
 
   private dropJournal(count: number): void {
+    for (let index = 0; index < count; index++) this.journalBytesValue -= this.journal[index].beforeSize;
     this.journal.splice(0, count);
     this.journalFirstSeq += count;
+  }
+
+  /** Drops the oldest entries until the journal is within maxJournalBytes (the newest entry always stays). */
+  private dropJournalBytes(): void {
+    let excess = this.journalBytesValue - this.maxJournalBytes;
+    let count = 0;
+    while (excess > 0 && count < this.journal.length - 1) excess -= this.journal[count++].beforeSize;
+    this.dropJournal(count);
   }
 }

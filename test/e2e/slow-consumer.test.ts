@@ -46,6 +46,8 @@ describe('a client that stops reading', () => {
     ({ redis, publisher, running } = await startStack({
       broadcast: { tui_interval: '20ms' },
       websocket: { max_lag: '1s', max_buffered: '64KiB' },
+      // Each update carries 20 KB of padding, over the default ingest.max_record_size.
+      ingest: { max_record_size: '64KiB' },
     }));
   });
   after(() => stopStack({ redis, publisher, running }));
@@ -112,7 +114,13 @@ describe('a client whose socket buffer fills', () => {
     ({ redis, publisher, running } = await startStack({
       broadcast: { tui_interval: '20ms' },
       websocket: { max_lag: '30s', max_buffered: '64KiB', ping_interval: '30s', read_timeout: '60s' },
-      ingest: { max_message_size: '32MiB' },
+      // One account update of ~8 MB: over the default record, state and pending-book limits.
+      ingest: {
+        max_message_size: '32MiB',
+        max_record_size: '32MiB',
+        max_state_size: '64MiB',
+        orderbook_pending_max_size: '32MiB',
+      },
     }));
   });
   after(() => stopStack({ redis, publisher, running }));

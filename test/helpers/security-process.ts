@@ -22,6 +22,7 @@ export interface ServerProcess {
  */
 export async function startServerProcess(
   document: Record<string, Record<string, unknown>>,
+  { nodeOptions = [] }: { nodeOptions?: string[] } = {},
 ): Promise<ServerProcess> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'dashboard-security-'));
@@ -31,7 +32,7 @@ export async function startServerProcess(
     server: { host: '127.0.0.1', log_level: 'info', ...document.server, port },
   };
   writeFileSync(path, JSON.stringify(config));
-  const child = spawn(process.execPath, [join(root, 'src/server.ts'), '--config', path], {
+  const child = spawn(process.execPath, [...nodeOptions, join(root, 'src/server.ts'), '--config', path], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
