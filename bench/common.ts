@@ -81,14 +81,25 @@ export async function request<T extends { evt: string }>(
   return reply;
 }
 
-/** Ends a child: SIGTERM, then SIGKILL after `graceMs`. Resolves when it has exited. */
-export async function stopChild(child: ChildProcess | undefined, graceMs = 5000): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
+export interface ChildExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/**
+ * Ends a child: SIGTERM, then SIGKILL after `graceMs`. Resolves when it has exited, with how it exited (a child
+ * that had already exited, e.g. crashed, reports that exit).
+ */
+export async function stopChild(child: ChildProcess | undefined, graceMs = 5000): Promise<ChildExit> {
+  if (!child) return { code: null, signal: null };
+  if (child.exitCode !== null || child.signalCode !== null)
+    return { code: child.exitCode, signal: child.signalCode };
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-  await exited;
+  const [code, signal] = await exited;
   clearTimeout(timer);
+  return { code, signal };
 }
 
 // ---- /proc ----

@@ -191,6 +191,18 @@ let hubEntry: string | undefined;
 /** The hub, or (`hub-whole`) the hub sending every group whole at each tick: the design before spreading. */
 const isHub = (kind: string) => kind === 'hub' || kind === 'hub-whole';
 
+/** Every hub that did not exit 0 at its SIGTERM (crashed, shutdown failed, or killed after the grace): the bench fails. */
+const hubExitFailures: string[] = [];
+
+/** Stops a server; for the hub, an exit other than 0 at SIGTERM is recorded and reported. */
+async function stopServer(kind: string, child: ChildProcess, label: string): Promise<void> {
+  const { code, signal } = await stopChild(child, 8000);
+  if (!isHub(kind) || (code === 0 && signal === null)) return;
+  const line = `${kind} ${label}: the hub exited with ${signal ? `signal ${signal}` : `code ${code}`} at SIGTERM (expected 0)`;
+  hubExitFailures.push(line);
+  log(`  FAILED: ${line}`);
+}
+
 async function startHub(
   redis: RedisProcess,
   clients: number,
@@ -672,7 +684,7 @@ async function runServer(
   } finally {
     await closeLoadgens(loadgens);
     if (publisher) await stopPublisher(publisher);
-    await stopChild(server.child, 8000);
+    await stopServer(kind, server.child, label);
     if (options.profile && isHub(kind)) await sleep(500);
   }
 }
@@ -871,7 +883,7 @@ async function runIdle(kind: string, clients: number): Promise<IdleResult> {
     return result;
   } finally {
     await closeLoadgens(loadgens);
-    await stopChild(server.child, 8000);
+    await stopServer(kind, server.child, 'idle');
     await stopChild(redis.child, 2000);
   }
 }
@@ -940,7 +952,7 @@ async function runIngest(): Promise<IngestPhase[]> {
     publisher.send({ phase: 'idle' });
   } finally {
     if (publisher) await stopPublisher(publisher);
-    await stopChild(hub.child, 8000);
+    await stopServer('hub', hub.child, 'ingest');
     await stopChild(redis.child, 2000);
   }
   return results;
@@ -1035,6 +1047,11 @@ for (const run of results.runs) delete run.samples;
 
 log('');
 log(renderConsole(results.runs, true));
+if (hubExitFailures.length > 0) {
+  for (const line of hubExitFailures) log(`bench FAILED: ${line}`);
+  log('bench FAILED: results not written');
+  process.exit(1);
+}
 if (!values['no-write']) writeOutputs(results);
 if (options.profile) {
   log(`CPU profiles of the hub: ${profileDir} (summarize with: node bench/profile-summary.ts FILE)`);

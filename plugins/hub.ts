@@ -10,16 +10,25 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * How long the shutdown drain waits for clients to close: server.shutdown_timeout less a reserve (a quarter, at
+ * most 2 s) for closing Redis and the HTTP server, so that the whole shutdown ends within server.shutdown_timeout.
+ */
+export function drainTimeout(shutdownTimeout: number): number {
+  return shutdownTimeout - Math.min(2000, shutdownTimeout / 4);
+}
+
 /** WebSocket support and the broadcaster behind /ws. */
 export default fp(
   async (fastify) => {
     const { websocket: ws, broadcast, server } = fastify.config;
     await fastify.register(websocket, {
-      // At shutdown: tell every client why (1001) and give them until shutdown_timeout to close.
+      // At shutdown: tell every client why (1001) and give them until the drain deadline to close; a client that
+      // has not finished the close handshake by then (it stopped reading) is terminated.
       preClose: async () => {
         fastify.access.draining = true;
         hub.stop();
-        const signal = AbortSignal.timeout(server.shutdown_timeout);
+        const signal = AbortSignal.timeout(drainTimeout(server.shutdown_timeout));
         const closed = [...fastify.websocketServer.clients].map((socket) =>
           once(socket, 'close', { signal }),
         );

@@ -12,6 +12,8 @@ const healthRoutes: FastifyPluginAsync = async (fastify) => {
     service: 'dashboard-server' as const,
   }));
   app.get('/ready', { schema: { response: { 200: Ready, 503: Ready } } }, async (_request, reply) => {
+    if (fastify.access.draining)
+      return reply.code(503).send({ status: 'not_ready', reason: 'shutting down' });
     const reason = fastify.redisIngest.notReadyReason();
     if (reason) return reply.code(503).send({ status: 'not_ready', reason });
     return { status: 'ready' };

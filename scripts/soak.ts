@@ -44,6 +44,8 @@ const hub = spawn(process.execPath, [join(root, 'src/server.ts')], {
   },
   stdio: ['ignore', 'inherit', 'inherit'],
 });
+// How the hub ended: it must exit 0 at the SIGTERM that ends the soak, never before.
+const hubExited = once(hub, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
 await waitForReady();
 
 const adminToken = sign({ userId: 'soak-admin', role: 'admin' });
@@ -181,13 +183,17 @@ process.stdout.write(
 );
 
 for (const tracked of healthy) tracked.client.close();
-hub.kill('SIGTERM');
-await once(hub as ChildProcess, 'exit');
+const stoppingAt = Date.now();
+(hub as ChildProcess).kill('SIGTERM');
+const [hubCode, hubSignal] = await hubExited;
+const hubExit = hubSignal ? `signal ${hubSignal}` : `code ${hubCode}`;
+process.stdout.write(`hub: exited with ${hubExit} ${Date.now() - stoppingAt} ms after SIGTERM\n`);
 await redis.kill();
-const failed = mismatches > 0 || resyncs > 0 || leak;
+const hubFailed = hubCode !== 0 || hubSignal !== null;
+const failed = mismatches > 0 || resyncs > 0 || leak || hubFailed;
 process.stdout.write(
   failed
-    ? `soak FAILED: ${mismatches} lost-update mismatches, ${resyncs} resyncs, leak ${leak}\n`
+    ? `soak FAILED: ${mismatches} lost-update mismatches, ${resyncs} resyncs, leak ${leak}, hub exit ${hubExit}${hubFailed ? ' (expected code 0)' : ''}\n`
     : 'soak passed\n',
 );
 process.exit(failed ? 1 : 0);

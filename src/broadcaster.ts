@@ -18,7 +18,7 @@ export interface ClientSocket {
   terminate(): void;
   close(code?: number, reason?: string): void;
   on(event: 'message', listener: (data: Buffer, isBinary: boolean) => void): unknown;
-  on(event: 'pong' | 'close', listener: () => void): unknown;
+  on(event: 'ping' | 'pong' | 'close', listener: () => void): unknown;
   on(event: 'error', listener: (error: Error & { code?: string }) => void): unknown;
 }
 
@@ -119,6 +119,8 @@ export class HubClient {
   pingSentAt = 0;
   pongAt = 0;
   sentSincePing = false;
+  /** A snapshot (subscribe, resync) held back while the socket buffer was over websocket.max_buffered. */
+  pendingSnapshot = false;
 
   constructor(
     id: number,
@@ -216,7 +218,19 @@ export interface HubStats {
   slowConsumerSkips: number;
   /** Connections ended by a frame `ws` refused or a socket error, by error code (e.g. WS_ERR_UNSUPPORTED_MESSAGE_LENGTH). */
   socketErrors: Record<string, number>;
+  /** Unexpected errors caught in the hub, by stage (see HubErrorStage): each one cost one tick, group or client. */
+  errors: Record<string, number>;
+  /** Snapshots (subscribe, resync) held back because the socket buffer was over websocket.max_buffered. */
+  deferredSnapshots: number;
 }
+
+/**
+ * Where an unexpected error was caught: `broadcast` (a group's diff or snapshot could not be built or encoded; its
+ * clients are closed with 1011), `snapshot` (a held-back snapshot, same), `send` (handing a frame to one socket;
+ * that socket is dropped), `message` (handling one client message; that client is closed with 1011), `heartbeat`
+ * (one client's ping/liveness check), `tick` (anything else in a broadcast phase).
+ */
+export type HubErrorStage = 'broadcast' | 'snapshot' | 'send' | 'message' | 'heartbeat' | 'tick';
 
 /**
  * The broadcaster: tracks clients and their subscriptions, answers client messages, and on each phase of a
@@ -233,8 +247,12 @@ export class Hub {
     disconnects: {},
     slowConsumerSkips: 0,
     socketErrors: {},
+    errors: {},
+    deferredSnapshots: 0,
   };
-  private readonly errorLog = new LogThrottle(1000);
+  private readonly errorLog = new LogThrottle(1000, () => this.now());
+  /** Clients with a snapshot held back for a full socket buffer: each tick of their type retries. */
+  private readonly pendingSnapshots = new Set<HubClient>();
   private readonly groups = new Map<string, Group>();
   /** Open sockets per user, for websocket.max_clients_per_user. */
   private readonly perUser = new Map<string, number>();
@@ -266,7 +284,15 @@ export class Hub {
     this.armPhaseTimer();
     // Often enough both for the ping cadence and to notice, within max_lag, a client that stopped reading.
     const heartbeatEvery = Math.min(this.options.pingInterval, Math.max(10, this.options.maxLag / 4));
-    this.timers.push(setInterval(() => this.heartbeat(), heartbeatEvery));
+    this.timers.push(
+      setInterval(() => {
+        try {
+          this.heartbeat();
+        } catch (error) {
+          this.failed('heartbeat', error, {});
+        }
+      }, heartbeatEvery),
+    );
   }
 
   stop(): void {
@@ -356,6 +382,19 @@ export class Hub {
     });
     socket.on('close', () => this.disconnect(client));
     socket.on('error', (error) => this.socketFailed(client, error));
+    // `ws` answers pings itself, and terminates a socket with more than maxPendingAutoPongs (60) pongs not yet
+    // written (a ping flood, or a peer that pings and stops reading) before emitting the ping: no close frame, no
+    // error event. A ping that finds a socket no longer open while the hub still holds it is that termination.
+    socket.on('ping', () => {
+      if (socket.readyState !== OPEN && this.clients.has(client)) {
+        this.socketFailed(
+          client,
+          Object.assign(new Error('too many pings waiting for their pong; terminated by ws'), {
+            code: 'ping_flood',
+          }),
+        );
+      }
+    });
     return client;
   }
 
@@ -380,6 +419,7 @@ export class Hub {
   disconnect(client: HubClient): void {
     if (!this.clients.delete(client)) return;
     clearTimeout(client.expiryTimer);
+    this.pendingSnapshots.delete(client);
     const userId = client.principal.userId;
     const remaining = this.clientCount(userId) - 1;
     if (remaining > 0) this.perUser.set(userId, remaining);
@@ -436,11 +476,34 @@ export class Hub {
         this.reject(client, error);
         return;
       }
-      this.options.logger.error(
-        { err: error, client: client.id },
-        'client handler failed; closing that client',
-      );
-      this.close(client, CloseCode.INTERNAL_ERROR, 'internal_error');
+      this.failed('message', error, { client: client.id }, 'client handler failed; closing that client');
+      this.closeQuietly(client, CloseCode.INTERNAL_ERROR, 'internal_error');
+    }
+  }
+
+  /**
+   * Counts an unexpected error by stage and logs it, at most once per second per stage (with the number held
+   * back): a value that breaks encoding would otherwise fail at every tick.
+   */
+  private failed(
+    stage: HubErrorStage,
+    error: unknown,
+    context: object,
+    message = `hub ${stage} failed`,
+  ): void {
+    this.stats.errors[stage] = (this.stats.errors[stage] ?? 0) + 1;
+    const suppressed = this.errorLog.allow(`hub:${stage}`);
+    if (suppressed === undefined) return;
+    this.options.logger.error({ err: error, stage, ...context, suppressed }, message);
+  }
+
+  /** close() for a client the hub may no longer be able to write to: whatever the socket throws, it is gone. */
+  private closeQuietly(client: HubClient, code: number, reason: string): void {
+    try {
+      this.close(client, code, reason);
+    } catch {
+      client.socket.terminate();
+      this.disconnect(client);
     }
   }
 
@@ -520,6 +583,7 @@ export class Hub {
   /** After the subscription set changed: the client's new group, the reply with its set, its new view. */
   private regroup(client: HubClient, reply: 'subscribed' | 'unsubscribed'): void {
     this.joinGroup(client);
+    if (!client.group) this.cancelSnapshot(client);
     this.reply(client, {
       type: reply,
       subscriptions: [...client.subscriptions],
@@ -528,10 +592,15 @@ export class Hub {
     if (client.group) this.sendSnapshot(client);
   }
 
-  /** Closes one client's socket with a code and reason, counting it. */
+  /**
+   * Closes one client's socket with a code and reason, counting it. A slow consumer (4008) is terminated at once:
+   * the close frame reaches it if the kernel still takes data, and its buffers are released now rather than after
+   * ws's 30 s wait for a close handshake it will not answer.
+   */
   close(client: HubClient, code: number, reason: string): void {
     this.stats.disconnects[code] = (this.stats.disconnects[code] ?? 0) + 1;
     client.socket.close(code, reason);
+    if (code === CloseCode.SLOW_CONSUMER) client.socket.terminate();
     this.disconnect(client);
   }
 
@@ -545,16 +614,27 @@ export class Hub {
     const started = performance.now();
     const phase = this.nextPhase[type];
     this.nextPhase[type] = (phase + 1) % this.phases;
-    const sequence = this.state.sequence;
-    for (const group of this.groups.values()) {
-      if (group.type !== type) continue;
-      // Shared by the clients that subscribed since the last phase; kept no longer, it can be large.
-      group.snapshot = undefined;
-      const due = group.slicesDue(phase).filter((slice) => group.minScannedByPhase[slice] < sequence);
-      if (due.length > 0) this.broadcast(group, due, sequence);
+    // An error costs the group (or client) it happened in, never the other groups, the timer or the process.
+    try {
+      const sequence = this.state.sequence;
+      for (const group of this.groups.values()) {
+        if (group.type !== type) continue;
+        // Shared by the clients that subscribed since the last phase; kept no longer, it can be large.
+        group.snapshot = undefined;
+        const due = group.slicesDue(phase).filter((slice) => group.minScannedByPhase[slice] < sequence);
+        if (due.length === 0) continue;
+        try {
+          this.broadcast(group, due, sequence);
+        } catch (error) {
+          this.failed('broadcast', error, { group: group.key });
+        }
+      }
+      if (this.pendingSnapshots.size > 0) this.sendPendingSnapshots(type);
+      this.trimJournal();
+      this.onTick?.(type, (performance.now() - started) / 1000);
+    } catch (error) {
+      this.failed('tick', error, { client_type: type });
     }
-    this.trimJournal();
-    this.onTick?.(type, (performance.now() - started) / 1000);
   }
 
   /**
@@ -565,28 +645,36 @@ export class Hub {
    */
   heartbeat(): void {
     const now = this.now();
-    const { readTimeout, maxLag, pingInterval } = this.options;
     for (const client of [...this.clients]) {
-      if (client.lastSeenAt < now - readTimeout) {
-        this.stats.disconnects.terminated = (this.stats.disconnects.terminated ?? 0) + 1;
-        client.socket.terminate();
-        this.disconnect(client);
-        continue;
+      try {
+        this.checkLiveness(client, now);
+      } catch (error) {
+        this.failed('heartbeat', error, { client: client.id });
       }
-      const unanswered = client.pingSentAt > client.pongAt;
-      if (unanswered) {
-        if (client.sentSincePing && now - client.pingSentAt > maxLag) {
-          this.close(client, CloseCode.SLOW_CONSUMER, 'slow_consumer');
-        }
-        continue;
+    }
+  }
+
+  private checkLiveness(client: HubClient, now: number): void {
+    const { readTimeout, maxLag, pingInterval } = this.options;
+    if (client.lastSeenAt < now - readTimeout) {
+      this.stats.disconnects.terminated = (this.stats.disconnects.terminated ?? 0) + 1;
+      client.socket.terminate();
+      this.disconnect(client);
+      return;
+    }
+    const unanswered = client.pingSentAt > client.pongAt;
+    if (unanswered) {
+      if (client.sentSincePing && now - client.pingSentAt > maxLag) {
+        this.close(client, CloseCode.SLOW_CONSUMER, 'slow_consumer');
       }
-      const since = now - client.pingSentAt;
-      if (since >= pingInterval || (client.sentSincePing && since >= maxLag / 2)) {
-        if (client.socket.readyState !== OPEN) continue;
-        client.socket.ping();
-        client.pingSentAt = now;
-        client.sentSincePing = false;
-      }
+      return;
+    }
+    const since = now - client.pingSentAt;
+    if (since >= pingInterval || (client.sentSincePing && since >= maxLag / 2)) {
+      if (client.socket.readyState !== OPEN) return;
+      client.socket.ping();
+      client.pingSentAt = now;
+      client.sentSincePing = false;
     }
   }
 
@@ -616,22 +704,31 @@ export class Hub {
     for (const slice of slices) this.addToCohorts(cohorts, group.byPhase[slice], sequence, now);
     for (const clients of cohorts.values()) {
       const { sequence: base, scanned } = clients[0];
-      const changes = this.state.changesSince(scanned, group.filter);
-      if (changes === undefined) {
-        for (const client of clients) client.scanned = sequence;
+      let frame: Buffer | undefined;
+      try {
+        const changes = this.state.changesSince(scanned, group.filter);
+        if (changes !== undefined) {
+          frame =
+            changes === TOO_OLD
+              ? this.groupSnapshot(group)
+              : encode(group.format, {
+                  type: 'diff_update',
+                  sequence,
+                  base_sequence: base,
+                  timestamp: new Date(now).toISOString(),
+                  changes,
+                });
+        }
+      } catch (error) {
+        // A value that cannot be diffed or encoded: these clients cannot be brought up to date, and keeping them
+        // would fail again at every tick and hold the journal. They reconnect (1011) for a fresh snapshot.
+        this.failed('broadcast', error, { group: group.key, clients: clients.length });
+        for (const client of clients) this.closeQuietly(client, CloseCode.INTERNAL_ERROR, 'internal_error');
         continue;
       }
-      let frame: Buffer;
-      if (changes === TOO_OLD) {
-        frame = this.groupSnapshot(group);
-      } else {
-        frame = encode(group.format, {
-          type: 'diff_update',
-          sequence,
-          base_sequence: base,
-          timestamp: new Date(now).toISOString(),
-          changes,
-        });
+      if (frame === undefined) {
+        for (const client of clients) client.scanned = sequence;
+        continue;
       }
       this.stats.broadcasts[group.type]++;
       for (const client of clients) {
@@ -642,9 +739,48 @@ export class Hub {
     }
     for (const slice of slices) {
       let lowest = sequence;
-      for (const client of group.byPhase[slice]) lowest = Math.min(lowest, client.scanned);
+      for (const client of group.byPhase[slice]) {
+        // A client waiting for a snapshot needs no journal: it will be sent the whole view.
+        if (!client.pendingSnapshot) lowest = Math.min(lowest, client.scanned);
+      }
       group.minScannedByPhase[slice] = lowest;
     }
+  }
+
+  /** The snapshots held back for a full buffer, for clients of `type` whose buffer has drained since. */
+  private sendPendingSnapshots(type: ClientType): void {
+    const now = this.now();
+    for (const client of [...this.pendingSnapshots]) {
+      if (client.type !== type || this.lagging(client, now)) continue;
+      this.cancelSnapshot(client);
+      try {
+        this.sendSnapshot(client);
+      } catch (error) {
+        this.failed('snapshot', error, { client: client.id });
+        this.closeQuietly(client, CloseCode.INTERNAL_ERROR, 'internal_error');
+      }
+    }
+  }
+
+  private cancelSnapshot(client: HubClient): void {
+    client.pendingSnapshot = false;
+    this.pendingSnapshots.delete(client);
+  }
+
+  /**
+   * Whether the client's socket buffer is over websocket.max_buffered: it is skipped (counted), and closed with
+   * 4008 once it has been behind for longer than websocket.max_lag.
+   */
+  private lagging(client: HubClient, now: number): boolean {
+    if (client.socket.bufferedAmount <= this.options.maxBuffered) {
+      client.behindSince = undefined;
+      return false;
+    }
+    this.stats.slowConsumerSkips++;
+    client.behindSince ??= now;
+    if (now - client.behindSince > this.options.maxLag)
+      this.close(client, CloseCode.SLOW_CONSUMER, 'slow_consumer');
+    return true;
   }
 
   /** Sorts clients that are behind `sequence` into cohorts by the view they hold; slow ones are skipped. */
@@ -656,15 +792,9 @@ export class Hub {
   ): void {
     let common: HubClient[] | undefined;
     for (const client of clients) {
-      if (client.scanned >= sequence) continue;
-      if (client.socket.bufferedAmount > this.options.maxBuffered) {
-        this.stats.slowConsumerSkips++;
-        client.behindSince ??= now;
-        if (now - client.behindSince > this.options.maxLag)
-          this.close(client, CloseCode.SLOW_CONSUMER, 'slow_consumer');
-        continue;
-      }
-      client.behindSince = undefined;
+      // A client waiting for a snapshot gets it, not a diff, once it drains (sendPendingSnapshots).
+      if (client.scanned >= sequence || client.pendingSnapshot) continue;
+      if (this.lagging(client, now)) continue;
       // Nearly every client holds the view of the first one seen: no key to build for those.
       if (common && client.sequence === common[0].sequence && client.scanned === common[0].scanned) {
         common.push(client);
@@ -734,7 +864,21 @@ export class Hub {
     return group.snapshot.frame;
   }
 
+  /**
+   * Sends the client its group's snapshot now, or, while its socket buffer is over websocket.max_buffered, holds
+   * it back (one per client, however many are asked for) until a tick finds the buffer drained: a client that
+   * does not read cannot make the hub queue snapshot after snapshot.
+   */
   private sendSnapshot(client: HubClient): void {
+    if (client.socket.bufferedAmount > this.options.maxBuffered) {
+      if (!client.pendingSnapshot) {
+        client.pendingSnapshot = true;
+        this.pendingSnapshots.add(client);
+        this.stats.deferredSnapshots++;
+      }
+      return;
+    }
+    this.cancelSnapshot(client);
     this.send(client, this.groupSnapshot(client.group!));
     client.sequence = this.state.sequence;
     client.scanned = this.state.sequence;
@@ -744,10 +888,18 @@ export class Hub {
     this.send(client, encode(client.format, message));
   }
 
-  /** The one place a frame goes to a socket. */
+  /** The one place a frame goes to a socket; a socket that throws is dropped, the others go on. */
   private send(client: HubClient, frame: Buffer): void {
     if (client.socket.readyState !== OPEN) return;
-    client.socket.send(frame, client.sendOptions);
+    try {
+      client.socket.send(frame, client.sendOptions);
+    } catch (error) {
+      this.failed('send', error, { client: client.id });
+      this.stats.disconnects.terminated = (this.stats.disconnects.terminated ?? 0) + 1;
+      client.socket.terminate();
+      this.disconnect(client);
+      return;
+    }
     client.sentSincePing = true;
     this.stats.sentBytes[client.statsKey] = (this.stats.sentBytes[client.statsKey] ?? 0) + frame.length;
     this.stats.sentMessages[client.type]++;

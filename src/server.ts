@@ -33,11 +33,12 @@ async function shutdown(signal: string): Promise<void> {
   }
   stopping = true;
   app.log.info({ signal }, 'shutting down');
-  // The drain itself is bounded by shutdown_timeout; this is the backstop if closing Redis or HTTP hangs after it.
+  // The drain ends before shutdown_timeout (plugins/hub.ts drainTimeout); this is the backstop if closing Redis or
+  // HTTP hangs after it: shutdown_timeout is the one limit.
   const timer = setTimeout(() => {
     app.log.error('shutdown timed out; exiting');
     process.exit(1);
-  }, config.server.shutdown_timeout + 5000);
+  }, config.server.shutdown_timeout);
   timer.unref();
   await app.close();
   clearTimeout(timer);

@@ -90,7 +90,7 @@ describe('systemd/dashboard-server.service', () => {
     assert.ok(Number(settings('LimitNOFILE')[0]) > 10000, 'room for websocket.max_clients sockets');
     assert.deepEqual(settings('Restart'), ['on-failure']);
     assert.deepEqual(settings('KillSignal'), ['SIGTERM']);
-    // server.shutdown_timeout (30s) plus server.ts' 5 s backstop must fit before systemd's SIGKILL.
+    // server.shutdown_timeout (30s), the whole shutdown's limit, must fit before systemd's SIGKILL, with margin.
     assert.ok(Number.parseInt(settings('TimeoutStopSec')[0], 10) > 35);
     assert.deepEqual(settings('StandardOutput'), ['journal']);
   });
