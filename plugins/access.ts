@@ -38,14 +38,17 @@ export default fp(
       origin: (origin, callback) => callback(null, origin === undefined || origins.allows(origin)),
       methods: ['GET'],
     });
-    // Only routes that ask for it (config.rateLimit) are limited: /health and /ready stay open for probes.
+    // Only routes given a limiter below are limited: /health and /ready stay open for probes.
     await fastify.register(rateLimit, { global: false });
 
-    const httpLimit = { max: http.rate_limit.max, timeWindow: http.rate_limit.window };
-    const connectLimit = {
+    // One limiter, so one store keyed by client address, per budget. A per-route `config.rateLimit` would give
+    // every route (and the HEAD twin Fastify adds to each GET) a store of its own, so a budget of its own.
+    // Each runs in onRequest, before the checks below, so a refused request counts too.
+    const httpLimit = fastify.rateLimit({ max: http.rate_limit.max, timeWindow: http.rate_limit.window });
+    const connectLimit = fastify.rateLimit({
       max: websocket.connect_rate_limit.max,
       timeWindow: websocket.connect_rate_limit.window,
-    };
+    });
 
     async function checkUpgrade(request: FastifyRequest, reply: FastifyReply) {
       const origin = request.headers.origin;
@@ -109,10 +112,10 @@ export default fp(
     }
 
     const access = {
-      // preValidation, not onRequest: @fastify/rate-limit counts in onRequest, and a refused request must count.
-      upgrade: { config: { rateLimit: connectLimit }, preValidation: checkUpgrade },
-      withToken: { config: { rateLimit: httpLimit }, preValidation: requireToken },
-      ops: { config: { rateLimit: httpLimit }, preValidation: requireOps },
+      // preValidation, not onRequest: the limiters count in onRequest, and a refused request must count.
+      upgrade: { onRequest: connectLimit, preValidation: checkUpgrade },
+      withToken: { onRequest: httpLimit, preValidation: requireToken },
+      ops: { onRequest: httpLimit, preValidation: requireOps },
       draining: false,
     };
     fastify.decorate('access', access);

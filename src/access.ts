@@ -178,7 +178,51 @@ export function extractToken(
   return undefined;
 }
 
-/** The URL with any `token` query parameter masked, for logs. */
+/**
+ * The URL with the value of every query parameter that names a token masked, for logs and error bodies.
+ * A parameter is a token when its name, decoded as `extractToken`'s parser (URLSearchParams) decodes it, is
+ * `token` in any case: `%74oken`, `t%6Fken`, a repeated `token`, a query opened by `??` all qualify. The
+ * whole value up to the next `&` is masked, whatever it encodes (a `#` or `;` does not end it for
+ * URLSearchParams either); the name keeps its spelling, so an operator sees how the token was sent. A
+ * `;token=` (no parser here splits on `;`, so it is no token to the hub) is masked too, up to the next `;`:
+ * a client's token must not reach the log even when it is sent in a way the hub ignores.
+ */
 export function redactTokenInUrl(url: string): string {
-  return url.replace(/([?&]token=)[^&#]*/gi, '$1***');
+  const query = url.indexOf('?');
+  if (query === -1) return url;
+  const pairs = url.slice(query + 1).split('&');
+  let changed = false;
+  for (const [index, pair] of pairs.entries()) {
+    // URLSearchParams drops one leading `?` of its input, so `/ws??token=` carries a token too.
+    const masked = maskedParameter(index === 0 && pair.startsWith('?') ? pair.slice(1) : pair);
+    if (masked !== undefined) {
+      pairs[index] = `${pair.startsWith('?') && index === 0 ? '?' : ''}${masked}`;
+      changed = true;
+    } else if (pair.includes(';')) {
+      const parts = pair.split(';');
+      for (const [part, text] of parts.entries()) {
+        const maskedPart = part === 0 ? undefined : maskedParameter(text);
+        if (maskedPart === undefined) continue;
+        parts[part] = maskedPart;
+        changed = true;
+      }
+      pairs[index] = parts.join(';');
+    }
+  }
+  return changed ? `${url.slice(0, query + 1)}${pairs.join('&')}` : url;
+}
+
+/** `name=***` if `parameter` (`name=value`) names a token, else undefined. */
+function maskedParameter(parameter: string): string | undefined {
+  const equals = parameter.indexOf('=');
+  if (equals === -1) return undefined;
+  const name = parameter.slice(0, equals);
+  return queryNameOf(name).toLowerCase() === 'token' ? `${name}=***` : undefined;
+}
+
+/** A query parameter name decoded exactly as URLSearchParams decodes it (`+` is a space, `%XX` a byte). */
+function queryNameOf(raw: string): string {
+  if (!raw.includes('%') && !raw.includes('+')) return raw;
+  // `raw` holds no `=` or `&` (the caller split on them), so this is one parameter with an empty value.
+  return [...new URLSearchParams(`${raw}=`).keys()][0] ?? raw;
 }

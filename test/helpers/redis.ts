@@ -40,6 +40,11 @@ export class TestRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /** The server's process id (e.g. to freeze it with SIGSTOP); undefined before it starts. */
+  get pid(): number | undefined {
+    return this.process?.pid;
+  }
+
   /** Starts the server (again) on the same port; resolves when it accepts connections. */
   async restart(): Promise<void> {
     const child = spawn(

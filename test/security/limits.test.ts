@@ -215,4 +215,48 @@ describe('rate limits per IP', () => {
     const health = await fetch(`${running.url}/health`);
     assert.equal(health.status, 200);
   });
+
+  test('http.rate_limit is one budget per address across routes and methods; probes and upgrades are apart', async () => {
+    const running = await app(
+      { connect_rate_limit: { max: 3, window: '1m' } },
+      { http: { rate_limit: { max: 5, window: '1m' } } },
+    );
+    const headers = { Authorization: `Bearer ${hsToken({ userId: 'spread', role: 'admin' })}` };
+    async function call(method: string, path: string): Promise<{ status: number; remaining: string | null }> {
+      const response = await fetch(`${running.url}${path}`, { method, headers });
+      await response.arrayBuffer();
+      return { status: response.status, remaining: response.headers.get('x-ratelimit-remaining') };
+    }
+    // Five requests spread over every limited route and both methods spend one budget of five.
+    const spent = [
+      await call('GET', '/api/v1/state'),
+      await call('HEAD', '/api/v1/state'),
+      await call('GET', '/debug'),
+      await call('HEAD', '/debug'),
+      await call('GET', '/metrics'),
+    ];
+    assert.deepEqual(
+      spent.map(({ status }) => status),
+      [200, 200, 200, 200, 200],
+    );
+    assert.deepEqual(
+      spent.map(({ remaining }) => remaining),
+      ['4', '3', '2', '1', '0'],
+    );
+    // The budget is spent whichever limited route or method comes next.
+    for (const [method, path] of [
+      ['GET', '/api/v1/state'],
+      ['HEAD', '/api/v1/state'],
+      ['GET', '/debug'],
+      ['GET', '/metrics'],
+      ['HEAD', '/metrics'],
+    ]) {
+      assert.equal((await call(method, path)).status, 429, `${method} ${path}`);
+    }
+    // Probes are never limited, and the upgrade budget (websocket.connect_rate_limit) is its own.
+    assert.equal((await call('GET', '/health')).status, 200);
+    assert.equal((await call('GET', '/ready')).status, 200);
+    await open(running, 'spread');
+    assert.equal(running.app.hub.clientCount('spread'), 1);
+  });
 });
