@@ -71,6 +71,62 @@ export default fp(
     mirroredCounter('dashboard_ingest_invalid_total', 'Backend messages rejected as invalid', ['topic'], () =>
       Object.entries(ingest.counters.invalid).map(([topic, count]) => [{ topic }, count]),
     );
+    mirroredCounter(
+      'dashboard_ingest_refused_total',
+      'Valid backend payloads refused by a limit (ingest.max_record_size, max_entries, max_symbols, max_state_size)',
+      ['limit', 'topic'],
+      () =>
+        Object.entries(ingest.counters.refused).flatMap(([limit, byTopic]) =>
+          Object.entries(byTopic).map(([topic, count]): [object, number] => [{ limit, topic }, count]),
+        ),
+    );
+    mirroredCounter(
+      'dashboard_symbols_evicted_total',
+      'Symbols forgotten after ingest.symbol_idle_ttl without an update',
+      [],
+      () => [[{}, ingest.counters.symbolsEvicted]],
+    );
+    new client.Gauge({
+      name: 'dashboard_state_bytes',
+      help: 'Estimated JSON size of the aggregated state, in bytes (what ingest.max_state_size bounds)',
+      collect() {
+        this.set(state.bytes);
+      },
+    });
+    new client.Gauge({
+      name: 'dashboard_state_budget_used_ratio',
+      help: 'How full the state budget (ingest.max_state_size) is, from 0 to 1',
+      collect() {
+        this.set(ingest.budgetUsed);
+      },
+    });
+    new client.Gauge({
+      name: 'dashboard_state_journal_bytes',
+      help: 'Estimated size of the replaced values the journal keeps for clients that are behind, in bytes',
+      collect() {
+        this.set(state.journalBytes);
+      },
+    });
+    mirroredCounter(
+      'dashboard_ingest_conflated_total',
+      'Backend messages (order books) replaced by a newer one of their channel before they were ingested',
+      ['topic'],
+      () =>
+        Object.entries(redisIngest.deferred().conflatedByTopic).map(([topic, count]) => [{ topic }, count]),
+    );
+    mirroredCounter(
+      'dashboard_ingest_pending_dropped_total',
+      'Pending order books dropped, oldest first, to stay within ingest.orderbook_pending_max_size',
+      ['topic'],
+      () => Object.entries(redisIngest.deferred().droppedByTopic).map(([topic, count]) => [{ topic }, count]),
+    );
+    new client.Gauge({
+      name: 'dashboard_ingest_pending_bytes',
+      help: 'Bytes of order books waiting to be ingested (bounded by ingest.orderbook_pending_max_size)',
+      collect() {
+        this.set(redisIngest.deferred().pendingBytes);
+      },
+    });
     mirroredCounter('dashboard_client_messages_rejected_total', 'Client messages rejected', ['code'], () =>
       Object.entries(hub.stats.rejectedMessages).map(([code, count]) => [{ code }, count]),
     );
@@ -89,6 +145,18 @@ export default fp(
       ['code'],
       () => Object.entries(hub.stats.socketErrors).map(([code, count]) => [{ code }, count]),
     );
+    mirroredCounter(
+      'dashboard_hub_errors_total',
+      'Unexpected errors caught in the hub by stage (broadcast, snapshot, send, message, heartbeat, tick); each cost one group or client',
+      ['stage'],
+      () => Object.entries(hub.stats.errors).map(([stage, count]) => [{ stage }, count]),
+    );
+    mirroredCounter(
+      'dashboard_deferred_snapshots_total',
+      'Snapshots (subscribe, resync) held back until a socket buffer over websocket.max_buffered drained',
+      [],
+      () => [[{}, hub.stats.deferredSnapshots]],
+    );
     new client.Gauge({
       name: 'dashboard_websocket_max_buffered_bytes',
       help: 'The largest socket buffer of any client, in bytes',
@@ -98,11 +166,17 @@ export default fp(
     });
     new client.Gauge({
       name: 'dashboard_redis_connected',
-      help: '1 while the Redis subscriber connection is up',
+      help: '1 while the Redis subscriber connection is up and Redis answers PING (0 when down or stalled)',
       collect() {
         this.set(redisIngest.info.status === 'up' ? 1 : 0);
       },
     });
+    mirroredCounter(
+      'dashboard_redis_snapshot_skipped_total',
+      'Snapshot keys (market_data:*) skipped at a load: invalid (refused by ingest), unreadable (not a string or hash), failed (any other error)',
+      ['reason'],
+      () => Object.entries(redisIngest.info.snapshotSkipped).map(([reason, count]) => [{ reason }, count]),
+    );
     new client.Gauge({
       name: 'dashboard_state_sequence',
       help: 'Sequence of the last change applied to the state',

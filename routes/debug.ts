@@ -12,6 +12,9 @@ const debugRoute: FastifyPluginAsync = async (fastify) => {
       groups: hub.groupCount,
       groups_spread: hub.spreadGroupCount,
       state_size: state.size(),
+      state_bytes: state.bytes,
+      state_budget: fastify.config.ingest.max_state_size,
+      journal_bytes: state.journalBytes,
       uptime: Math.round((Date.now() - state.startedAt) / 1000),
       last_update: lastUpdate === undefined ? null : new Date(lastUpdate).toISOString(),
       sequence: state.sequence,
@@ -19,6 +22,7 @@ const debugRoute: FastifyPluginAsync = async (fastify) => {
       journal_length: state.journalLength,
       redis: redisIngest.info,
       ingest: ingest.counters,
+      ingest_pending: redisIngest.deferred(),
       broadcast: hub.stats,
       sources: Object.fromEntries(
         [...fastify.poller.sources].map(([name, source]) => [

@@ -51,6 +51,11 @@ export async function buildApp(
           },
     // Clients reconnect at once after a restart; the hub closes their sockets itself at shutdown.
     forceCloseConnections: true,
+    // Avvio's timeout also bounds each close hook: server.shutdown_timeout must be the only limit on the drain.
+    pluginTimeout: Math.max(10_000, config.server.shutdown_timeout),
+    // Fastify's own 503 while closing answers before any route hook: /ws refuses with `shutting_down` and
+    // /ready with `not_ready` themselves (access.draining), every other route keeps answering during the drain.
+    return503OnClosing: false,
   });
   await app.register(configPlugin, { config });
   await app.register(statePlugin);

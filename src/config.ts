@@ -114,6 +114,8 @@ export const ConfigFileSchema = Type.Object(
             'strategies:*',
           ],
         }),
+        health_check_interval: Duration('1s'),
+        health_check_timeout: Duration('2s'),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -211,6 +213,18 @@ export const ConfigFileSchema = Type.Object(
         terminal_order_retention: Duration('10m'),
         max_message_size: Size('1MiB'),
         max_symbols: Type.Integer({ minimum: 1, default: 1000 }),
+        symbol_idle_ttl: Duration('1h'),
+        max_record_size: Size('16KiB'),
+        max_entries: Type.Integer({ minimum: 1, default: 10000 }),
+        max_state_size: Size('32MiB'),
+        orderbook_pending_max_size: Type.Union(
+          [Type.Integer({ minimum: 0 }), Type.String({ pattern: SIZE_PATTERN })],
+          {
+            default: '16MiB',
+            description:
+              'most bytes of order books waiting to be ingested (the latest per channel); 0: each book inline',
+          },
+        ),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -250,7 +264,15 @@ export interface BackendConfig {
 
 export interface Config {
   server: { host: string; port: number; log_level: string; shutdown_timeout: number };
-  redis: { url: string; db: number; channels: string[] };
+  redis: {
+    url: string;
+    db: number;
+    channels: string[];
+    /** ms between PINGs on the reader connection. */
+    health_check_interval: number;
+    /** ms without a PING reply before Redis counts as stalled. */
+    health_check_timeout: number;
+  };
   websocket: {
     ping_interval: number;
     read_timeout: number;
@@ -291,6 +313,13 @@ export interface Config {
     terminal_order_retention: number;
     max_message_size: number;
     max_symbols: number;
+    /** ms */
+    symbol_idle_ttl: number;
+    max_record_size: number;
+    max_entries: number;
+    max_state_size: number;
+    /** Bytes; 0: books are ingested inline, as they are read. */
+    orderbook_pending_max_size: number;
   };
 }
 
@@ -526,7 +555,11 @@ export function configFromDocument(
   const file = document as ConfigFile;
   const config: Config = {
     server: { ...file.server, shutdown_timeout: parseDuration(file.server.shutdown_timeout) },
-    redis: { ...file.redis },
+    redis: {
+      ...file.redis,
+      health_check_interval: parseDuration(file.redis.health_check_interval),
+      health_check_timeout: parseDuration(file.redis.health_check_timeout),
+    },
     websocket: {
       ...file.websocket,
       ping_interval: parseDuration(file.websocket.ping_interval),
@@ -586,6 +619,11 @@ export function configFromDocument(
       terminal_order_retention: parseDuration(file.ingest.terminal_order_retention),
       max_message_size: parseSize(file.ingest.max_message_size),
       max_symbols: file.ingest.max_symbols,
+      symbol_idle_ttl: parseDuration(file.ingest.symbol_idle_ttl),
+      max_record_size: parseSize(file.ingest.max_record_size),
+      max_entries: file.ingest.max_entries,
+      max_state_size: parseSize(file.ingest.max_state_size),
+      orderbook_pending_max_size: parseSize(file.ingest.orderbook_pending_max_size),
     },
   };
   const from = (key: string) => (sources.has(key) ? ` (from ${sources.get(key)})` : '');
@@ -593,6 +631,8 @@ export function configFromDocument(
     ['broadcast.tui_interval', config.broadcast.tui_interval],
     ['broadcast.web_interval', config.broadcast.web_interval],
     ['websocket.ping_interval', config.websocket.ping_interval],
+    ['redis.health_check_interval', config.redis.health_check_interval],
+    ['redis.health_check_timeout', config.redis.health_check_timeout],
   ] as const) {
     if (ms < 10) throw new ConfigError(`config: ${key} must be at least 10ms, got ${ms}ms${from(key)}`);
   }
@@ -606,6 +646,12 @@ export function configFromDocument(
     const source = from('websocket.read_timeout') || from('websocket.ping_interval');
     throw new ConfigError(
       `config: websocket.read_timeout must be longer than websocket.ping_interval, got ${config.websocket.read_timeout}ms <= ${config.websocket.ping_interval}ms${source}`,
+    );
+  }
+  const { orderbook_pending_max_size: pending, max_message_size } = config.ingest;
+  if (pending > 0 && pending < max_message_size) {
+    throw new ConfigError(
+      `config: ingest.orderbook_pending_max_size must be 0 or at least ingest.max_message_size (${max_message_size} B), got ${pending} B${from('ingest.orderbook_pending_max_size')}`,
     );
   }
   checkAuth(config, from);

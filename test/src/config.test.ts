@@ -99,6 +99,8 @@ describe('configFromDocument: defaults', () => {
           'account:*',
           'strategies:*',
         ],
+        health_check_interval: 1000,
+        health_check_timeout: 2000,
       },
       websocket: {
         ping_interval: 30_000,
@@ -141,6 +143,11 @@ describe('configFromDocument: defaults', () => {
         terminal_order_retention: 600_000,
         max_message_size: 1_048_576,
         max_symbols: 1000,
+        symbol_idle_ttl: 3_600_000,
+        max_record_size: 16_384,
+        max_entries: 10_000,
+        max_state_size: 33_554_432,
+        orderbook_pending_max_size: 16_777_216,
       },
     });
   });
@@ -330,6 +337,15 @@ describe('configFromDocument: errors', () => {
     );
   });
 
+  test('ingest.orderbook_pending_max_size: 0 (inline) or at least ingest.max_message_size', () => {
+    assert.equal(fromDoc({}).ingest.orderbook_pending_max_size, 16 * 1024 * 1024);
+    assert.equal(fromDoc({ ingest: { orderbook_pending_max_size: 0 } }).ingest.orderbook_pending_max_size, 0);
+    assert.match(
+      configError(() => fromDoc({ ingest: { orderbook_pending_max_size: '512KiB' } })),
+      /ingest\.orderbook_pending_max_size must be 0 or at least ingest\.max_message_size/,
+    );
+  });
+
   test('a bad log level lists the allowed ones', () => {
     const message = configError(() => fromDoc({ server: { log_level: 'loud' } }));
     assert.match(message, /server\.log_level/);
@@ -403,6 +419,14 @@ describe('configFromDocument: errors', () => {
     assert.match(
       configError(() => fromDoc({ websocket: { ping_interval: '5ms' } })),
       /websocket\.ping_interval/,
+    );
+    assert.match(
+      configError(() => fromDoc({ redis: { health_check_interval: '0s' } })),
+      /redis\.health_check_interval.*10ms/,
+    );
+    assert.match(
+      configError(() => fromDoc({ redis: { health_check_timeout: '1ms' } })),
+      /redis\.health_check_timeout.*10ms/,
     );
     assert.equal(fromDoc({ broadcast: { tui_interval: '10ms' } }).broadcast.tui_interval, 10);
   });
