@@ -17,7 +17,7 @@ export interface FloodPlan {
   symbols: number;
   /** Books per symbol. */
   books: number;
-  /** One market_data update after every `every` books. */
+  /** One market_data update after every `every` books; 0: one, after the last book. */
   every: number;
 }
 
@@ -61,7 +61,8 @@ export function floodCommands(plan: FloodPlan): { commands: [string, string][]; 
       id++;
       lastBook[symbol] = id;
       commands.push([`orderbook:${symbol}`, `{"symbol":"${symbol}","last_update_id":${id},${sides}}`]);
-      if (id % plan.every === 0) {
+      const last = round === plan.books - 1 && s === plan.symbols - 1;
+      if (plan.every > 0 ? id % plan.every === 0 : last) {
         marketData++;
         commands.push([FLOOD_MARKET_DATA, `{"last_price":${marketData}}`]);
       }
