@@ -2,6 +2,7 @@ import fastifyJwt from '@fastify/jwt';
 import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import {
+  ANONYMOUS_PRINCIPAL,
   ClaimsError,
   extractToken,
   type Principal,
@@ -38,7 +39,6 @@ declare module 'fastify' {
 }
 
 /** Who may do anything when `auth.enabled` is false (local development only). */
-const DEVELOPER: Principal = { userId: 'anonymous', role: '*', expiresAt: undefined };
 
 const REASONS: Record<string, string> = {
   FAST_JWT_EXPIRED: 'token expired',
@@ -89,7 +89,7 @@ export default fp(
     }
 
     function verify(token: string): Principal {
-      if (!auth.enabled) return DEVELOPER;
+      if (!auth.enabled) return ANONYMOUS_PRINCIPAL;
       let failure: unknown;
       for (const { key, algorithms } of keys) {
         try {
@@ -116,7 +116,7 @@ export default fp(
         !auth.enabled || permissions.allows(principal.role, subscription),
       verify,
       authenticate(request: FastifyRequest): Principal {
-        if (!auth.enabled) return DEVELOPER;
+        if (!auth.enabled) return ANONYMOUS_PRINCIPAL;
         const found = extractToken(request.headers, request.url);
         if (!found)
           throw new AuthError(

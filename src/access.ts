@@ -10,6 +10,9 @@ export interface Principal {
   expiresAt: number | undefined;
 }
 
+/** Whom a connection acts as when auth.enabled is false: a development setup with every topic open. */
+export const ANONYMOUS_PRINCIPAL: Principal = { userId: 'anonymous', role: '*', expiresAt: undefined };
+
 /** A token whose claims do not name a user. */
 export class ClaimsError extends Error {}
 

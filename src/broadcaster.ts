@@ -1,4 +1,4 @@
-import { type Principal, TokenBucket } from './access.ts';
+import { ANONYMOUS_PRINCIPAL, type Principal, TokenBucket } from './access.ts';
 import { encode, type Format, isBinary } from './codec.ts';
 import { LogThrottle } from './log-throttle.ts';
 import { type Command, ProtocolError, parseClientMessage } from './protocol.ts';
@@ -65,8 +65,6 @@ export const CloseCode = {
   SLOW_CONSUMER: 4008,
   RATE_LIMITED: 4029,
 } as const;
-
-const ANONYMOUS: Principal = { userId: 'anonymous', role: '*', expiresAt: undefined };
 
 /**
  * A group is spread over the phases from this many clients per phase (so each phase's encode still serves
@@ -367,7 +365,7 @@ export class Hub {
     socket: ClientSocket,
     type: ClientType,
     format: Format,
-    principal: Principal = ANONYMOUS,
+    principal: Principal = ANONYMOUS_PRINCIPAL,
   ): HubClient {
     const { messagesPerSecond, burst } = this.options.rateLimit;
     const bucket = new TokenBucket(messagesPerSecond, burst);

@@ -5,8 +5,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { parse as parseYaml } from 'yaml';
 import { AddressAllowlist } from './access.ts';
 import type { SourceName } from './backends.ts';
-import { INGEST_TOPICS } from './ingest.ts';
-import { TOPICS } from './topics.ts';
+import { INGEST_TOPICS, TOPICS } from './topics.ts';
 
 /** A configuration problem: the message is one line naming the key, the value and what was expected. */
 export class ConfigError extends Error {

@@ -3,19 +3,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { toMillis } from './backends.ts';
 import type { Json, JsonObject } from './merge-patch.ts';
 import { SINGLE, type StateStore } from './state.ts';
-import { SYMBOL_SCOPED_TOPICS, type Topic } from './topics.ts';
-
-/** The topics a backend can publish to; `system` belongs to the hub. */
-export const INGEST_TOPICS = [
-  'market_data',
-  'orderbook',
-  'trades',
-  'orders',
-  'positions',
-  'account',
-  'strategies',
-] as const satisfies readonly Topic[];
-export type IngestTopic = (typeof INGEST_TOPICS)[number];
+import { INGEST_TOPICS, type IngestTopic, SYMBOL_SCOPED_TOPICS, type Topic } from './topics.ts';
 
 const NUMERIC_STRING = '^-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?$';
 const DECIMAL = new RegExp(NUMERIC_STRING);

@@ -12,6 +12,18 @@ export const TOPICS = [
 ] as const;
 export type Topic = (typeof TOPICS)[number];
 
+/** The topics a backend can publish to; `system` belongs to the hub. */
+export const INGEST_TOPICS = [
+  'market_data',
+  'orderbook',
+  'trades',
+  'orders',
+  'positions',
+  'account',
+  'strategies',
+] as const satisfies readonly Topic[];
+export type IngestTopic = (typeof INGEST_TOPICS)[number];
+
 /** Sections keyed by an id; the others (`account`, `system`) hold one object. */
 export const KEYED_TOPICS = new Set<Topic>([
   'market_data',

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { INGEST_TOPICS, Ingest, PayloadError } from '../../src/ingest.ts';
+import { Ingest, PayloadError } from '../../src/ingest.ts';
 import { StateStore } from '../../src/state.ts';
+import { INGEST_TOPICS } from '../../src/topics.ts';
 
 function setup(maxSymbols = 1000) {
   const state = new StateStore();

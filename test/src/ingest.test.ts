@@ -3,7 +3,6 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import {
   bestLevels,
-  INGEST_TOPICS,
   Ingest,
   type IngestOptions,
   PayloadError,
@@ -11,7 +10,7 @@ import {
 } from '../../src/ingest.ts';
 import { applyMergePatch, type Json, type JsonObject } from '../../src/merge-patch.ts';
 import { SINGLE, StateStore, TOO_OLD } from '../../src/state.ts';
-import { buildFilter } from '../../src/topics.ts';
+import { buildFilter, INGEST_TOPICS } from '../../src/topics.ts';
 
 const RETENTION = 60_000;
 
