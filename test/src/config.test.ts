@@ -4,7 +4,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { ConfigError, configFromDocument, loadConfig, parseDuration, parseSize } from '../../src/config.ts';
+import { ConfigError } from '../../src/config/errors.ts';
+import { configFromDocument, loadConfig } from '../../src/config/load.ts';
+import { parseDuration, parseSize } from '../../src/config/units.ts';
 
 /** Runs `fn`, expecting a ConfigError with a one-line message; returns the message. */
 function configError(fn: () => unknown): string {
