@@ -4,6 +4,7 @@
  */
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { Decimal } from './ingest/schemas.ts';
 import type { Json, JsonObject } from './merge-patch.ts';
 
 export const SOURCE_NAMES = [
@@ -125,10 +126,6 @@ export function riskFromResponses(metricsResponse: unknown, stopResponse: unknow
 
 // --- account-monitor (HTTP JSON, decimals as strings) ---
 
-const Decimal = Type.Union([
-  Type.Number(),
-  Type.String({ pattern: '^-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?$' }),
-]);
 const OptDecimal = Type.Optional(Decimal);
 const Time = Type.Optional(Type.Union([Type.String(), Type.Number()]));
 const checkAccount = validator(

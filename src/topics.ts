@@ -37,7 +37,8 @@ export const KEYED_TOPICS = new Set<Topic>([
 export const SYMBOL_SCOPED_TOPICS = new Set<Topic>(['market_data', 'orderbook', 'trades']);
 
 const TOPIC_SET = new Set<string>(TOPICS);
-const SYMBOL_PATTERN = /^[A-Za-z0-9._-]{1,32}$/;
+/** A symbol as backends publish it and clients name it (`BTCUSDT`, `btc-usd`); upper-cased once accepted. */
+export const SYMBOL_PATTERN = /^[A-Za-z0-9._-]{1,32}$/;
 
 export function isTopic(name: string): name is Topic {
   return TOPIC_SET.has(name);

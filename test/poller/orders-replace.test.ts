@@ -10,7 +10,7 @@ import { TestRedis } from '../helpers/redis.ts';
 
 /**
  * The orders section is replaced by each GetOrders answer, through the same rules as every full list
- * (src/ingest.ts replaceSection): missing orders go, terminal ones stay for their retention, newer Redis
+ * (src/ingest/reconcile.ts): missing orders go, terminal ones stay for their retention, newer Redis
  * updates win, updates written while the poll was under way stay, and a full page removes nothing.
  */
 

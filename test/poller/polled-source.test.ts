@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { afterEach, describe, test } from 'node:test';
-import type { BreakerConfig } from '../../src/config.ts';
+import type { BreakerConfig } from '../../src/config/schema.ts';
 import {
   PolledSource,
   type PolledSourceOptions,

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { Ingest, PayloadError } from '../../src/ingest.ts';
+import { Ingest } from '../../src/ingest/ingest.ts';
+import { PayloadError } from '../../src/ingest/schemas.ts';
 import { StateStore } from '../../src/state.ts';
 import { INGEST_TOPICS } from '../../src/topics.ts';
 
@@ -44,7 +45,7 @@ describe('Ingest against hostile input', () => {
     ingest.handleMessage('orderbook:A', '{"bids":{"1":1},"asks":{}}');
     ingest.handleMessage('market_data:C', '{"last_price":2}');
     assert.deepEqual([...state.keys('market_data')].sort(), ['A', 'B', 'C']);
-    assert.equal(ingest.counters.invalid.orderbook, 1);
+    assert.equal(ingest.counters.invalid.redis.orderbook, 1);
   });
 
   test('random bytes, random JSON and deep nesting never throw anything but PayloadError, never half-apply', () => {

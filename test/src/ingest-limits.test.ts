@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { encode } from '../../src/codec.ts';
-import { Ingest, type IngestOptions, PayloadError } from '../../src/ingest.ts';
+import { Ingest, type IngestOptions } from '../../src/ingest/ingest.ts';
+import { PayloadError } from '../../src/ingest/schemas.ts';
 import type { JsonObject } from '../../src/merge-patch.ts';
 import { StateStore, TOO_OLD } from '../../src/state.ts';
 import { buildFilter } from '../../src/topics.ts';
@@ -97,7 +98,7 @@ describe('Ingest: depth, size and number limits on every value', () => {
       /x is not a finite/,
     );
     assert.equal(state.sequence, 0);
-    assert.equal(ingest.counters.invalid.account, 2);
+    assert.equal(ingest.counters.invalid.redis.account, 2);
   });
 
   test('ingest.max_record_size refuses a record whose stored value is larger, extra fields included', () => {
@@ -309,8 +310,9 @@ describe('Ingest: ids that would reach a prototype', () => {
     );
     refuses(() => ingest.replaceSection('strategies', [{ id: '__proto__' }], 0), /not allowed/);
     assert.equal(state.sequence, 0);
-    assert.equal(ingest.counters.invalid.orders, 1);
-    assert.equal(ingest.counters.invalid.strategies, 1);
+    assert.equal(ingest.counters.invalid.redis.orders, 1);
+    assert.equal(ingest.counters.invalid.redis.strategies, 1);
+    assert.equal(ingest.counters.invalid.poll.strategies, 1);
     // A position's symbol is upper-cased, so `__proto__` is stored as `__PROTO__` and shows like any other.
     ingest.handleMessage('positions:x', '{"symbol":"__proto__","quantity":1}');
     const snapshot = state.snapshot(buildFilter(['positions']));

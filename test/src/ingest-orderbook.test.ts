@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { bestLevels, Ingest, PayloadError } from '../../src/ingest.ts';
+import { Ingest } from '../../src/ingest/ingest.ts';
+import { PayloadError } from '../../src/ingest/schemas.ts';
 import type { JsonObject } from '../../src/merge-patch.ts';
 import { StateStore } from '../../src/state.ts';
 
-// The order-book path checks and reduces each side in one pass (src/ingest.ts, applyOrderbook). These tests hold
+// The order-book path checks and reduces each side in one pass (src/ingest/orderbook.ts). These tests hold
 // it to what the generic path (schema check of every level, normalize, then the best levels) did: the same
 // levels kept, and the same error, for the same fault first, when there are several.
 
@@ -37,7 +38,7 @@ function expectRefused(context: ReturnType<typeof setup>, channel: string, paylo
   const { state, ingest } = context;
   const sequence = state.sequence;
   const books = JSON.stringify([...state.keys('orderbook')].map((key) => state.get('orderbook', key)));
-  const invalid = ingest.counters.invalid.orderbook ?? 0;
+  const invalid = ingest.counters.invalid.redis.orderbook ?? 0;
   assert.throws(
     () => ingest.handleMessage(channel, payload),
     (error) => error instanceof PayloadError && error.topic === 'orderbook' && error.message === message,
@@ -45,7 +46,7 @@ function expectRefused(context: ReturnType<typeof setup>, channel: string, paylo
   );
   assert.equal(state.sequence, sequence, 'a refused book changed the state');
   assert.equal(JSON.stringify([...state.keys('orderbook')].map((key) => state.get('orderbook', key))), books);
-  assert.equal(ingest.counters.invalid.orderbook, invalid + 1);
+  assert.equal(ingest.counters.invalid.redis.orderbook, invalid + 1);
 }
 
 /** A finite number, or a string the schema takes for a decimal number. */
@@ -400,19 +401,30 @@ describe('Ingest: hostile order books', () => {
     assert.deepEqual([...context.state.keys('orderbook')].sort(), ['A', 'C']);
   });
 
-  test('bestLevels refuses what the hub refuses', () => {
-    assert.deepEqual(bestLevels({ '1': '2', '3': 0, '2': 1 }, 1, true), [[2, 1]]);
-    assert.deepEqual(bestLevels({ '1': '2', '3': 0, '2': 1 }, 5, false), [
+  test('a side keeps its best levels, empty ones dropped; a bad level refuses the book', () => {
+    const side = '{"1":"2","3":0,"2":1}';
+    const shallow = setup(1);
+    shallow.ingest.handleMessage('orderbook:BTC', `{"bids":${side},"asks":${side}}`);
+    assert.deepEqual(shallow.state.get('orderbook', 'BTC'), {
+      bids: [[2, 1]],
+      asks: [[1, 2]],
+      symbol: 'BTC',
+    });
+    const context = setup(5);
+    context.ingest.handleMessage('orderbook:BTC', `{"bids":${side},"asks":${side}}`);
+    const { bids, asks } = context.state.get('orderbook', 'BTC') as JsonObject;
+    assert.deepEqual(bids, [
+      [2, 1],
+      [1, 2],
+    ]);
+    assert.deepEqual(asks, [
       [1, 2],
       [2, 1],
     ]);
-    const refuses = (book: Record<string, unknown>, message: string) =>
-      assert.throws(
-        () => bestLevels(book as JsonObject, 5, true),
-        (error) => error instanceof PayloadError && error.message === message,
-      );
-    refuses({ '1': 'lots' }, 'orderbook quantity "lots" at price 1 is not a number');
-    refuses({ x: 1, constructor: 1 }, 'invalid orderbook payload: key "constructor" is not allowed');
-    refuses({ '1': 1, x: 1 }, 'orderbook price "x" is not a number');
+    const refuses = (bids: string, message: string) =>
+      expectRefused(context, 'orderbook:BTC', `{"bids":${bids},"asks":{}}`, message);
+    refuses('{"1":"lots"}', 'invalid orderbook payload: /bids/1: Expected union value');
+    refuses('{"x":1,"constructor":1}', 'invalid orderbook payload: key "constructor" is not allowed');
+    refuses('{"1":1,"x":1}', 'orderbook price "x" is not a number');
   });
 });

@@ -1,0 +1,350 @@
+/**
+ * The write path of ingest: per-topic rules (book depth, trades kept, terminal order retention) and the limits of
+ * the state (entries per topic, symbols, the total budget). One path for every source: Redis messages
+ * (handleMessage) and polled sections (replaceSection, replaceSingle). Knows nothing of Redis or the backends.
+ */
+import type { Json, JsonObject } from '../merge-patch.ts';
+import { SINGLE, type StateStore } from '../state.ts';
+import {
+  INGEST_TOPICS,
+  type IngestTopic,
+  SYMBOL_PATTERN,
+  SYMBOL_SCOPED_TOPICS,
+  type Topic,
+} from '../topics.ts';
+import {
+  countAccepted,
+  countFailed,
+  type IngestCounters,
+  type MessageSource,
+  newCounters,
+} from './counters.ts';
+import {
+  normalize,
+  normalizeBalances,
+  type Prepared,
+  RecordSize,
+  UNBOUNDED,
+  UNSAFE_KEYS,
+  withoutNulls,
+  withSymbolSize,
+} from './normalize.ts';
+import { prepareOrderbook } from './orderbook.ts';
+import { TerminalOrders } from './orders.ts';
+import { checkSection, isNewer, type PolledSection, planSection } from './reconcile.ts';
+import { checkers, NUMERIC_FIELDS, orderEnvelopeChecker, PayloadError, schemaError } from './schemas.ts';
+import { SymbolTable } from './symbols.ts';
+import { TradeLists } from './trades.ts';
+
+export interface IngestOptions {
+  orderbookDepth: number;
+  tradesKept: number;
+  /** How long an order in a terminal state stays visible, in ms. */
+  terminalOrderRetention: number;
+  /** Largest payload accepted, in bytes. */
+  maxMessageSize: number;
+  /** Most distinct symbols in market_data, orderbook and trades: a publisher flooding names is refused past it. */
+  maxSymbols?: number;
+  /** A symbol with no update for this long, in ms, is forgotten (its market_data, orderbook and trades go). */
+  symbolIdleTtl?: number;
+  /** Largest stored record (a trade, an order, a trimmed book…), by its estimated JSON size in bytes. */
+  maxRecordSize?: number;
+  /** Most entries of each of orders, positions and strategies. */
+  maxEntries?: number;
+  /** Most bytes the whole state may hold (the sum of its records' estimated sizes). */
+  maxStateSize?: number;
+  now?: () => number;
+}
+
+/** The keyed topics whose entries are capped by ingest.max_entries. */
+const ENTRY_CAPPED = new Set<Topic>(['orders', 'positions', 'strategies']);
+
+function isIngestTopic(topic: string): topic is IngestTopic {
+  return (INGEST_TOPICS as readonly string[]).includes(topic);
+}
+
+/**
+ * Turns backend payloads into state changes: validation and normalization (schemas.ts, normalize.ts,
+ * orderbook.ts), the per-topic rules, and the state's limits. Every payload is counted by source (counters.ts).
+ */
+export class Ingest {
+  readonly counters: IngestCounters = newCounters();
+  private readonly state: StateStore;
+  private readonly options: IngestOptions;
+  private readonly now: () => number;
+  private readonly maxRecordSize: number;
+  private readonly maxEntries: number;
+  private readonly maxStateSize: number;
+  /** Terminal orders within ingest.terminal_order_retention. */
+  private readonly terminalOrders: TerminalOrders;
+  /** When each entity was last written (local clock), for the rule of replaceSection. */
+  private readonly writtenAt = new Map<string, number>();
+  /** Symbols of market_data, orderbook and trades (ingest.max_symbols, ingest.symbol_idle_ttl). */
+  private readonly symbols: SymbolTable;
+  /** The newest trades of each symbol (ingest.trades_kept). */
+  private readonly trades: TradeLists;
+
+  constructor(state: StateStore, options: IngestOptions) {
+    this.state = state;
+    this.options = options;
+    this.now = options.now ?? Date.now;
+    this.maxRecordSize = options.maxRecordSize ?? UNBOUNDED;
+    this.maxEntries = options.maxEntries ?? Number.POSITIVE_INFINITY;
+    this.maxStateSize = options.maxStateSize ?? UNBOUNDED;
+    this.trades = new TradeLists(options.tradesKept);
+    this.terminalOrders = new TerminalOrders(options.terminalOrderRetention, this.now);
+    this.symbols = new SymbolTable({
+      max: options.maxSymbols,
+      idleTtl: options.symbolIdleTtl,
+      now: this.now,
+      forget: (symbol) => {
+        // Clients see the deletion of its market_data, orderbook and trades.
+        for (const topic of SYMBOL_SCOPED_TOPICS) this.write(topic, symbol, undefined);
+        this.counters.symbolsEvicted++;
+      },
+    });
+  }
+
+  /** How full the state's budget (ingest.max_state_size) is, from 0 to 1; 0 without a budget. */
+  get budgetUsed(): number {
+    return Number.isFinite(this.maxStateSize) ? this.state.bytes / this.maxStateSize : 0;
+  }
+
+  /**
+   * Validates and applies one message from a channel like `orderbook:BTCUSDT`, counted under `source`.
+   * Throws PayloadError (and counts it) for anything invalid; nothing is applied then.
+   */
+  handleMessage(channel: string, payload: Buffer | string, source: MessageSource = 'redis'): void {
+    const colon = channel.indexOf(':');
+    const topic = colon === -1 ? channel : channel.slice(0, colon);
+    const label = isIngestTopic(topic) ? topic : 'unknown';
+    try {
+      if (!isIngestTopic(topic)) throw new PayloadError(label, `channel ${channel} is not an ingest topic`);
+      const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+      if (size > this.options.maxMessageSize) {
+        throw new PayloadError(topic, `payload of ${size} bytes exceeds ${this.options.maxMessageSize}`);
+      }
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
+      } catch {
+        throw new PayloadError(topic, 'payload is not JSON');
+      }
+      this.applyPayload(topic, parsed, colon === -1 ? undefined : channel.slice(colon + 1));
+    } catch (error) {
+      countFailed(this.counters, error, source, label);
+      throw error;
+    }
+    countAccepted(this.counters, source, topic, 1);
+  }
+
+  /**
+   * Validates and applies one parsed payload, not counted as a message (a refusal by a limit is).
+   * `channelSuffix` supplies the symbol where the payload has none.
+   */
+  apply(topic: IngestTopic, payload: unknown, channelSuffix?: string): void {
+    try {
+      this.applyPayload(topic, payload, channelSuffix);
+    } catch (error) {
+      countFailed(this.counters, error);
+      throw error;
+    }
+  }
+
+  /**
+   * Replaces a keyed section with a backend's full list (a poll that began at `pollStartedAt`; see planSection).
+   * `complete: false` (a truncated list) removes nothing. All or nothing: every record is validated and
+   * normalized, and the result checked against ingest.max_entries and ingest.max_state_size, before anything is
+   * written; an invalid record or a limit throws PayloadError. Counted as poll records.
+   */
+  replaceSection(topic: PolledSection, records: JsonObject[], pollStartedAt: number, complete = true): void {
+    try {
+      const prepared = records.map((record) => this.prepare(topic, record));
+      const plan = planSection(this.state, topic, prepared, {
+        pollStartedAt,
+        complete,
+        writtenAt: (key) => this.writtenAt.get(`${topic}\0${key}`),
+        retained: (key) => topic === 'orders' && this.terminalOrders.has(key),
+      });
+      checkSection(this.state, topic, plan, this.maxEntries, this.maxStateSize);
+      for (const key of plan.removals) this.write(topic, key, undefined);
+      for (const entry of plan.writes) this.applyPrepared(topic, entry);
+    } catch (error) {
+      countFailed(this.counters, error, 'poll', topic);
+      throw error;
+    }
+    countAccepted(this.counters, 'poll', topic, records.length);
+  }
+
+  /** Stores a single-object section (`account`, `risk`) from a poll, unless the state holds a newer one. */
+  replaceSingle(topic: 'account' | 'risk', record: JsonObject): void {
+    try {
+      if (!isNewer(this.state.get(topic), record)) {
+        if (topic === 'account') this.applyPayload('account', record);
+        else {
+          const size = new RecordSize('risk', this.maxRecordSize);
+          this.write('risk', SINGLE, withoutNulls(record, size), size.bytes);
+        }
+      }
+    } catch (error) {
+      countFailed(this.counters, error, 'poll', topic);
+      throw error;
+    }
+    countAccepted(this.counters, 'poll', topic, 1);
+  }
+
+  /** Throws PayloadError if a polled `record` would be refused as a `topic` payload (counted); changes nothing. */
+  validate(topic: 'account' | 'positions', record: unknown): void {
+    try {
+      this.prepare(topic, record);
+    } catch (error) {
+      countFailed(this.counters, error, 'poll', topic);
+      throw error;
+    }
+  }
+
+  /** Removes terminal orders whose retention has passed. Returns how many were removed. */
+  sweepTerminalOrders(): number {
+    const expired = this.terminalOrders.takeExpired();
+    for (const orderId of expired) this.write('orders', orderId, undefined);
+    return expired.length;
+  }
+
+  /**
+   * Forgets symbols with no update for ingest.symbol_idle_ttl, least recently written first: their market_data,
+   * orderbook and trades are removed (clients see the deletion). Returns how many were forgotten.
+   */
+  sweepIdleSymbols(): number {
+    return this.symbols.sweep();
+  }
+
+  /** Both sweeps: expired terminal orders and idle symbols. */
+  sweep(): void {
+    this.sweepTerminalOrders();
+    this.sweepIdleSymbols();
+  }
+
+  private applyPayload(topic: IngestTopic, payload: unknown, channelSuffix?: string): void {
+    this.applyPrepared(topic, this.prepare(topic, payload), channelSuffix);
+  }
+
+  /** Checks and normalizes one payload; throws PayloadError, changes nothing. */
+  private prepare(topic: IngestTopic, payload: unknown): Prepared {
+    // A book is mostly levels, of which only the best few are kept: it is checked and reduced in one pass.
+    if (topic === 'orderbook')
+      return prepareOrderbook(payload, this.options.orderbookDepth, this.maxRecordSize);
+    if (topic === 'orders' && orderEnvelopeChecker.Check(payload)) payload = payload.order;
+    if (!checkers[topic].Check(payload)) throw schemaError(topic, payload);
+    const size = new RecordSize(topic, this.maxRecordSize);
+    const record = normalize(payload as Record<string, unknown>, NUMERIC_FIELDS[topic], size);
+    if (topic === 'account') normalizeBalances(record);
+    return { record, size: size.bytes };
+  }
+
+  private applyPrepared(topic: IngestTopic, { record, size }: Prepared, channelSuffix?: string): void {
+    switch (topic) {
+      case 'market_data':
+      case 'orderbook': {
+        const symbol = this.symbolOf(record, channelSuffix, topic);
+        this.write(topic, symbol, { ...record, symbol }, withSymbolSize(record, size, symbol));
+        return;
+      }
+      case 'trades':
+        this.applyTrade(record, size, channelSuffix);
+        return;
+      case 'orders':
+        this.applyOrder(record, size);
+        return;
+      case 'positions': {
+        const symbol = String(record.symbol).toUpperCase();
+        if (record.quantity === 0) this.write('positions', symbol, undefined);
+        else this.write('positions', symbol, { ...record, symbol }, size);
+        return;
+      }
+      case 'account':
+        // The account monitor cannot always total the balances in USD; it always has balances.
+        if (record.total_balance === undefined && record.balances === undefined) {
+          throw new PayloadError('account', 'invalid account payload: neither total_balance nor balances');
+        }
+        this.write('account', SINGLE, record, size);
+        return;
+      case 'strategies': {
+        const id = String(record.id);
+        this.write('strategies', id, { ...record, id }, size);
+        return;
+      }
+    }
+  }
+
+  /**
+   * The one place ingest changes the state. A new entry of orders, positions or strategies past ingest.max_entries,
+   * and a write that would take the state past ingest.max_state_size, are refused (a write that does not grow the
+   * state always goes through, so a full state can still be updated and emptied).
+   */
+  private write(topic: Topic, key: string, value: Json | undefined, size = 0): void {
+    if (value !== undefined) {
+      if (UNSAFE_KEYS.has(key)) {
+        throw new PayloadError(topic, `invalid ${topic} payload: id ${JSON.stringify(key)} is not allowed`);
+      }
+      const exists = this.state.get(topic, key) !== undefined;
+      if (!exists && ENTRY_CAPPED.has(topic) && this.state.count(topic) >= this.maxEntries) {
+        throw new PayloadError(
+          topic,
+          `${topic} ${key} refused: ingest.max_entries (${this.maxEntries}) reached`,
+          'max_entries',
+        );
+      }
+      const growth = size - this.state.sizeOf(topic, key);
+      if (growth > 0 && this.state.bytes + growth > this.maxStateSize) {
+        throw new PayloadError(
+          topic,
+          `${topic} ${key} refused: ingest.max_state_size (${this.maxStateSize} bytes) is full`,
+          'max_state_size',
+        );
+      }
+    }
+    this.state.set(topic, key, value, size);
+    const id = `${topic}\0${key}`;
+    const now = this.now();
+    if (value === undefined) this.writtenAt.delete(id);
+    else {
+      this.writtenAt.set(id, now);
+      if (SYMBOL_SCOPED_TOPICS.has(topic)) this.symbols.written(key, now);
+    }
+  }
+
+  /** The upper-cased symbol of a record (or of its channel), with a place under ingest.max_symbols. */
+  private symbolOf(record: JsonObject, channelSuffix: string | undefined, topic: IngestTopic): string {
+    const symbol = (record.symbol as string | undefined) ?? channelSuffix;
+    if (!symbol || !SYMBOL_PATTERN.test(symbol)) {
+      throw new PayloadError(topic, `${topic} payload has no symbol and its channel names none`);
+    }
+    const upper = symbol.toUpperCase();
+    if (!this.symbols.admits(upper)) {
+      const max = this.options.maxSymbols ?? Number.POSITIVE_INFINITY;
+      throw new PayloadError(
+        topic,
+        `symbol ${upper} refused: ingest.max_symbols (${max}) reached`,
+        'max_symbols',
+      );
+    }
+    return upper;
+  }
+
+  private applyTrade(record: JsonObject, size: number, channelSuffix?: string): void {
+    const symbol = this.symbolOf(record, channelSuffix, 'trades');
+    const previous = (this.state.get('trades', symbol) as JsonObject[] | undefined) ?? [];
+    const trade = { ...record, symbol };
+    const tradeSize = withSymbolSize(record, size, symbol);
+    const inserted = this.trades.insert(previous, this.state.sizeOf('trades', symbol), trade, tradeSize);
+    if (inserted) this.write('trades', symbol, inserted.list, inserted.size);
+  }
+
+  private applyOrder(record: JsonObject, size: number): void {
+    const orderId = String(record.order_id);
+    const state = String(record.state).toUpperCase();
+    const order = { ...record, order_id: orderId, symbol: String(record.symbol).toUpperCase(), state };
+    this.write('orders', orderId, order, size);
+    this.terminalOrders.update(orderId, state);
+  }
+}
