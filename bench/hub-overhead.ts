@@ -1,15 +1,26 @@
 /**
- * The hub's own CPU per delivery, without sockets: the real Hub (src/broadcaster.ts) with N fake sockets whose
+ * The hub's own CPU per delivery, without sockets: the real Hub (src/hub/) with N fake sockets whose
  * send() only counts, one state change per tick, `hub.tick('tui')` timed; against a bare loop that hands the same
  * Buffer to the same fake sockets (what the limit server does). The difference is the hub's bookkeeping per client
  * per tick (cohort keys, stats keys, buffer checks), which the real sockets' ~10 µs writev hides in the full run.
  *   node bench/hub-overhead.ts [--clients 5000] [--ticks 200] [--groups 1]
  */
-import { parseArgs } from 'node:util';
-import { type ClientSocket, Hub } from '../src/broadcaster.ts';
+
+import { parseCli } from '../src/cli.ts';
+import { Hub } from '../src/hub/hub.ts';
+import type { ClientSocket } from '../src/hub/session.ts';
 import { StateStore } from '../src/state.ts';
 
-const { values } = parseArgs({
+const USAGE = `Usage: node bench/hub-overhead.ts [options]
+The hub's own CPU per delivery with fake sockets, against a bare send loop.
+
+Options:
+  --clients N        fake sockets (default 5000)
+  --ticks N          ticks timed (default 200)
+  --groups N         subscription groups (default 1)
+  -h, --help         this help`;
+
+const { values } = parseCli('hub-overhead', USAGE, {
   options: {
     clients: { type: 'string', default: '5000' },
     ticks: { type: 'string', default: '200' },

@@ -1,12 +1,14 @@
 import { once } from 'node:events';
 import websocket from '@fastify/websocket';
 import fp from 'fastify-plugin';
-import { Hub } from '../src/broadcaster.ts';
+import { Hub } from '../src/hub/hub.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** The broadcaster: connected clients, their groups, and the per-type broadcast ticks. */
     hub: Hub;
+    /** True once shutdown began (the hub's preClose): /ws refuses new sockets, /ready answers 503. */
+    readonly draining: boolean;
   }
 }
 
@@ -22,11 +24,13 @@ export function drainTimeout(shutdownTimeout: number): number {
 export default fp(
   async (fastify) => {
     const { websocket: ws, broadcast, server } = fastify.config;
+    let draining = false;
+    fastify.decorate('draining', { getter: () => draining });
     await fastify.register(websocket, {
       // At shutdown: tell every client why (1001) and give them until the drain deadline to close; a client that
       // has not finished the close handshake by then (it stopped reading) is terminated.
       preClose: async () => {
-        fastify.access.draining = true;
+        draining = true;
         hub.stop();
         const signal = AbortSignal.timeout(drainTimeout(server.shutdown_timeout));
         const closed = [...fastify.websocketServer.clients].map((socket) =>

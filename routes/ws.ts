@@ -2,8 +2,8 @@ import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
-import { CLIENT_TYPES } from '../src/broadcaster.ts';
 import { FORMATS } from '../src/codec.ts';
+import { CLIENT_TYPES } from '../src/hub/session.ts';
 
 /** A string enum as plain JSON Schema `enum`, so a bad value gets one readable validation message. */
 const StringEnum = <T extends string>(values: readonly T[], defaultValue: T) =>

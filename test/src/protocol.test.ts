@@ -2,13 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { encode } from '../../src/codec.ts';
-import {
-  type Command,
-  type ErrorCode,
-  MAX_SUBSCRIPTIONS,
-  ProtocolError,
-  parseClientMessage,
-} from '../../src/protocol.ts';
+import { type Command, type ErrorCode, ProtocolError } from '../../src/hub/command.ts';
+import { MAX_SUBSCRIPTIONS, parseClientMessage } from '../../src/hub/protocols/hub.ts';
 import { validateSubscription } from '../../src/topics.ts';
 
 function json(message: unknown): string {
@@ -186,7 +181,7 @@ describe('parseClientMessage: errors', () => {
 
 describe('parseClientMessage: messages mixing both forms', () => {
   // Each of these matches one schema branch through its `type` field (extra fields are allowed), but the
-  // verb is then read from `action`. With the current src/protocol.ts the first throws a TypeError (not a
+  // verb is then read from `action`. With the former src/protocol.ts the first throws a TypeError (not a
   // ProtocolError, so Broadcaster.receive rethrows it out of the socket's message handler) and the others
   // return commands whose action is not one of the four.
   const mixed = [

@@ -1,64 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import {
-  type ClientSocket,
-  type ClientType,
-  Hub,
-  type HubClient,
-  type HubOptions,
-} from '../../src/broadcaster.ts';
-import { decode, type Format } from '../../src/codec.ts';
-import type { Json } from '../../src/merge-patch.ts';
-import { SINGLE, StateStore } from '../../src/state.ts';
-import { buildFilter } from '../../src/topics.ts';
+import type { Format } from '../../../src/codec.ts';
+import { Hub, type HubOptions } from '../../../src/hub/hub.ts';
+import type { ClientType, HubClient } from '../../../src/hub/session.ts';
+import type { Json } from '../../../src/merge-patch.ts';
+import { SINGLE, StateStore } from '../../../src/state.ts';
+import { buildFilter } from '../../../src/topics.ts';
+import { FakeSocket } from './fakes.ts';
 
 /**
  * The Hub against StateStore and fake sockets (the ClientSocket interface): what a tick, a group or one socket
  * does when something throws, and how snapshots wait for a full socket buffer. The e2e tests cover real sockets.
  */
-
-type Listener = (...args: never[]) => void;
-
-/** A socket the test controls: what was sent, how it was closed, its buffered amount, and whether send throws. */
-class FakeSocket implements ClientSocket {
-  readyState = 1;
-  bufferedAmount = 0;
-  readonly sent: Buffer[] = [];
-  closedWith: { code?: number; reason?: string } | undefined;
-  terminated = false;
-  pings = 0;
-  failSend: Error | undefined;
-  failPing: Error | undefined;
-  private readonly listeners = new Map<string, Listener[]>();
-
-  send(data: Buffer): void {
-    if (this.failSend) throw this.failSend;
-    this.sent.push(data);
-  }
-  ping(): void {
-    if (this.failPing) throw this.failPing;
-    this.pings++;
-  }
-  terminate(): void {
-    this.terminated = true;
-    this.readyState = 3;
-  }
-  close(code?: number, reason?: string): void {
-    this.closedWith = { code, reason };
-    this.readyState = 2;
-  }
-  on(event: string, listener: Listener): this {
-    this.listeners.set(event, [...(this.listeners.get(event) ?? []), listener]);
-    return this;
-  }
-  /** The messages sent, decoded. */
-  messages(): Record<string, unknown>[] {
-    return this.sent.map((frame) => decode(frame, false) as Record<string, unknown>);
-  }
-  ofType(type: string): Record<string, unknown>[] {
-    return this.messages().filter((message) => message.type === type);
-  }
-}
 
 interface LogLine {
   level: 'warn' | 'error';

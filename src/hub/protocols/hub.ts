@@ -1,7 +1,11 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { decode } from './codec.ts';
-import { TopicError, validateSubscription } from './topics.ts';
+import { decode, encode, FORMATS, type Format, isBinary } from '../../codec.ts';
+import { TopicError, validateSubscription } from '../../topics.ts';
+import { type Command, ProtocolError } from '../command.ts';
+import type { ChangeView, Reply, SnapshotView, WireProtocol } from '../protocol.ts';
+
+/** The hub's own wire protocol (docs/protocol.md): JSON or MessagePack, `action` commands, merge-patch diffs. */
 
 /** Most names one subscribe or unsubscribe may carry. */
 export const MAX_SUBSCRIPTIONS = 100;
@@ -32,31 +36,6 @@ export type ActionMessage = Static<typeof ActionMessageSchema>;
 export type WebUiMessage = Static<typeof WebUiMessageSchema>;
 const actionChecker = TypeCompiler.Compile(ActionMessageSchema);
 const webUiChecker = TypeCompiler.Compile(WebUiMessageSchema);
-
-export type Command =
-  | { action: 'subscribe' | 'unsubscribe'; subscriptions: string[] }
-  | { action: 'resync' }
-  | { action: 'ping' }
-  | { action: 'auth'; token: string };
-
-export type ErrorCode =
-  | 'invalid_message'
-  | 'unknown_action'
-  | 'unknown_topic'
-  | 'forbidden_topic'
-  | 'too_many_subscriptions'
-  | 'rate_limited'
-  | 'invalid_token'
-  | 'token_expired';
-
-/** A client message that cannot be acted on; it reaches the client as `{"type":"error",code,message}`. */
-export class ProtocolError extends Error {
-  readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
-    super(message);
-    this.code = code;
-  }
-}
 
 const KNOWN_ACTIONS = new Set(['subscribe', 'unsubscribe', 'resync', 'ping', 'refresh', 'auth']);
 
@@ -100,4 +79,74 @@ export function parseClientMessage(data: Buffer | string, binary: boolean): Comm
   }
   if (verb === 'auth') return { action: 'auth', token: (message as { token: string }).token };
   return { action: verb === 'refresh' || verb === 'resync' ? 'resync' : 'ping' };
+}
+
+/** Frames in today's shape, field order included: a client comparing bytes sees no difference. */
+class HubProtocol implements WireProtocol {
+  readonly name = 'hub';
+  readonly format: Format;
+  readonly key: string;
+  readonly sendOptions: { readonly binary: boolean };
+
+  constructor(format: Format) {
+    this.format = format;
+    this.key = `hub/${format}`;
+    this.sendOptions = { binary: isBinary(format) };
+  }
+
+  parse(data: Buffer, binary: boolean): Command {
+    return parseClientMessage(data, binary);
+  }
+
+  snapshot(view: SnapshotView): Buffer {
+    return encode(this.format, {
+      type: 'state_update',
+      sequence: view.sequence,
+      epoch: view.epoch,
+      timestamp: new Date(view.at).toISOString(),
+      data: view.data,
+    });
+  }
+
+  change(change: ChangeView): Buffer {
+    return encode(this.format, {
+      type: 'diff_update',
+      sequence: change.sequence,
+      base_sequence: change.baseSequence,
+      timestamp: new Date(change.at).toISOString(),
+      changes: change.changes,
+    });
+  }
+
+  reply(reply: Reply): Buffer {
+    switch (reply.type) {
+      case 'subscribed':
+      case 'unsubscribed':
+        return encode(this.format, {
+          type: reply.type,
+          subscriptions: reply.subscriptions,
+          sequence: reply.sequence,
+        });
+      case 'pong':
+        return encode(this.format, { type: 'pong', timestamp: new Date(reply.at).toISOString() });
+      case 'error':
+        return encode(this.format, { type: 'error', code: reply.code, message: reply.message });
+      case 'authenticated':
+        return encode(this.format, {
+          type: 'authenticated',
+          user_id: reply.userId,
+          expires_at: reply.expiresAt === undefined ? null : new Date(reply.expiresAt).toISOString(),
+        });
+    }
+  }
+}
+
+/** One instance per format, shared by every connection that speaks it (it holds no per-connection state). */
+const HUB_PROTOCOLS = Object.fromEntries(
+  FORMATS.map((format) => [format, new HubProtocol(format)]),
+) as Record<Format, WireProtocol>;
+
+/** The hub protocol in `format`. */
+export function hubProtocol(format: Format): WireProtocol {
+  return HUB_PROTOCOLS[format];
 }
