@@ -1,8 +1,9 @@
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
-import type { FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
+import type { FastifyRequest, RouteShorthandOptions } from 'fastify';
 import fp from 'fastify-plugin';
 import { AddressAllowlist, extractToken, OriginAllowlist } from '../src/access.ts';
+import { HttpError } from '../src/errors.ts';
 import { AuthError } from './auth.ts';
 
 declare module 'fastify' {
@@ -14,19 +15,14 @@ declare module 'fastify' {
       readonly withToken: RouteShorthandOptions;
       /** Route options for operations routes: loopback, ops.allowed_cidrs, or an admin token. */
       readonly ops: RouteShorthandOptions;
-      /** True once shutdown began: new sockets are refused with 503. */
-      draining: boolean;
     };
   }
-}
-
-function refuse(reply: FastifyReply, status: number, error: string, message: string): FastifyReply {
-  return reply.code(status).send({ error, message });
 }
 
 /**
  * Who may reach what: browser origins (upgrade check and REST CORS from one list), per-IP rate limits on
  * connection attempts and REST routes, socket capacity, tokens, and the operations routes' address allowlist.
+ * A refusal is thrown as an HttpError; plugins/errors.ts sends it.
  */
 export default fp(
   async (fastify) => {
@@ -39,7 +35,12 @@ export default fp(
       methods: ['GET'],
     });
     // Only routes given a limiter below are limited: /health and /ready stay open for probes.
-    await fastify.register(rateLimit, { global: false });
+    await fastify.register(rateLimit, {
+      global: false,
+      // Thrown, so plugins/errors.ts sends it in the shape of every other error.
+      errorResponseBuilder: (_request, context) =>
+        new HttpError('rate_limited', `rate limit exceeded, retry in ${context.after}`),
+    });
 
     // One limiter, so one store keyed by client address, per budget. A per-route `config.rateLimit` would give
     // every route (and the HEAD twin Fastify adds to each GET) a store of its own, so a budget of its own.
@@ -50,49 +51,34 @@ export default fp(
       timeWindow: websocket.connect_rate_limit.window,
     });
 
-    async function checkUpgrade(request: FastifyRequest, reply: FastifyReply) {
+    async function checkUpgrade(request: FastifyRequest) {
       const origin = request.headers.origin;
       if (origin === undefined ? websocket.require_origin : !origins.allows(origin)) {
-        return refuse(reply, 403, 'forbidden_origin', `origin ${origin ?? '(none)'} is not allowed`);
+        throw new HttpError('forbidden_origin', `origin ${origin ?? '(none)'} is not allowed`);
       }
-      if (access.draining) return refuse(reply, 503, 'shutting_down', 'server is shutting down');
+      if (fastify.draining) throw new HttpError('shutting_down', 'server is shutting down');
       if (fastify.hub.clients.size >= websocket.max_clients) {
-        return refuse(
-          reply,
-          503,
-          'server_full',
-          `server is at websocket.max_clients (${websocket.max_clients})`,
-        );
+        throw new HttpError('server_full', `server is at websocket.max_clients (${websocket.max_clients})`);
       }
-      try {
-        request.principal = fastify.auth.authenticate(request);
-      } catch (error) {
-        if (!(error instanceof AuthError)) throw error;
-        return refuse(reply, 401, error.code, error.message);
-      }
+      // Throws AuthError (401).
+      request.principal = fastify.auth.authenticate(request);
       if (
         fastify.auth.enabled &&
         fastify.hub.clientCount(request.principal.userId) >= websocket.max_clients_per_user
       ) {
-        return refuse(
-          reply,
-          429,
+        throw new HttpError(
           'too_many_connections',
           `user has websocket.max_clients_per_user (${websocket.max_clients_per_user}) connections open`,
         );
       }
     }
 
-    async function requireToken(request: FastifyRequest, reply: FastifyReply) {
-      try {
-        request.principal = fastify.auth.authenticate(request);
-      } catch (error) {
-        if (!(error instanceof AuthError)) throw error;
-        return refuse(reply, 401, error.code, error.message);
-      }
+    async function requireToken(request: FastifyRequest) {
+      // Throws AuthError (401).
+      request.principal = fastify.auth.authenticate(request);
     }
 
-    async function requireOps(request: FastifyRequest, reply: FastifyReply) {
+    async function requireOps(request: FastifyRequest) {
       if (opsAddresses.allows(request.ip)) return;
       const found = extractToken(request.headers, request.url);
       if (found) {
@@ -103,9 +89,7 @@ export default fp(
           if (!(error instanceof AuthError)) throw error;
         }
       }
-      return refuse(
-        reply,
-        403,
+      throw new HttpError(
         'forbidden',
         'operations routes are for ops.allowed_cidrs, loopback or an admin token',
       );
@@ -116,9 +100,8 @@ export default fp(
       upgrade: { onRequest: connectLimit, preValidation: checkUpgrade },
       withToken: { onRequest: httpLimit, preValidation: requireToken },
       ops: { onRequest: httpLimit, preValidation: requireOps },
-      draining: false,
     };
     fastify.decorate('access', access);
   },
-  { name: 'access', dependencies: ['config', 'auth', 'hub'] },
+  { name: 'access', dependencies: ['errors', 'config', 'auth', 'hub'] },
 );

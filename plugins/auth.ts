@@ -9,16 +9,16 @@ import {
   principalFromClaims,
   TopicPermissions,
 } from '../src/access.ts';
+import { HttpError } from '../src/errors.ts';
 
-/** Why a token was refused; `statusCode` 401 for HTTP, `code` for the socket's error reply and the logs. */
-export class AuthError extends Error {
-  readonly statusCode = 401;
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.code = code;
+/** Why a token was refused: sent as a 401 over HTTP; its `code` is the socket's error reply too. */
+export class AuthError extends HttpError {
+  declare readonly code: AuthErrorCode;
+  constructor(code: AuthErrorCode, message: string) {
+    super(code, message);
   }
 }
+type AuthErrorCode = 'missing_token' | 'invalid_token' | 'token_expired';
 
 declare module 'fastify' {
   interface FastifyInstance {

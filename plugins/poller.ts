@@ -10,10 +10,8 @@ import {
   type SourceName,
   strategiesFromResponses,
 } from '../src/backends.ts';
-import type { BackendConfig } from '../src/config.ts';
-import type { JsonObject } from '../src/merge-patch.ts';
-import { PolledSource, type PollOutcome, statusRecord } from '../src/poller.ts';
-import { SINGLE } from '../src/state.ts';
+import type { BackendConfig } from '../src/config/schema.ts';
+import { PolledSource, type PollOutcome } from '../src/poller.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -21,20 +19,20 @@ declare module 'fastify' {
       readonly sources: ReadonlyMap<SourceName, PolledSource>;
       /** Polls every source soon (jittered): at start, after a Redis reconnect, when a breaker closes. */
       pollAll(): void;
-      /** Called after each poll, for the metrics plugin. */
-      onPoll: ((name: SourceName, outcome: PollOutcome, seconds: number) => void) | undefined;
+      /** Adds an observer (the metrics plugin); returns a function that removes it. */
+      observe(observer: PollObserver): () => void;
     };
   }
 }
 
-/** A non-2xx answer from an HTTP backend. */
-export class BackendHttpError extends Error {
-  readonly status: number;
-  constructor(status: number, message: string) {
-    super(message);
-    this.status = status;
-  }
+/** What a plugin may watch of the poller, without assigning anything onto it. */
+export interface PollObserver {
+  /** After each poll of a source, with its outcome and how long it took. */
+  poll?(name: SourceName, outcome: PollOutcome, seconds: number): void;
 }
+
+/** A non-2xx answer from an HTTP backend (its message names the status, and the key to check for 401/403). */
+export class BackendHttpError extends Error {}
 
 const PROTO_OPTIONS: protoLoader.Options = {
   keepCase: true,
@@ -90,7 +88,7 @@ async function getJson(
       response.statusCode === 401 || response.statusCode === 403
         ? `: configuration error, check backend_services.${name}.api_key`
         : '';
-    throw new BackendHttpError(response.statusCode, `GET ${path} answered ${response.statusCode}${hint}`);
+    throw new BackendHttpError(`GET ${path} answered ${response.statusCode}${hint}`);
   }
   try {
     return await response.body.json();
@@ -106,8 +104,9 @@ async function getJson(
 export default fp(
   async (fastify) => {
     const { backend_services: backends } = fastify.config;
-    const { ingest, state, log } = fastify;
+    const { ingest, systemStatus, log } = fastify;
     const sources = new Map<SourceName, PolledSource>();
+    const observers = new Set<PollObserver>();
     const closers: (() => unknown)[] = [];
 
     const grpcPackage = (file: string) =>
@@ -133,15 +132,6 @@ export default fp(
       return pool;
     };
 
-    function publishStatus(name: SourceName, status: PolledSource['status']) {
-      const system = state.get('system') as JsonObject;
-      const sourcesRecord = {
-        ...((system.sources as JsonObject | undefined) ?? {}),
-        [name]: statusRecord(status),
-      };
-      state.set('system', SINGLE, { ...system, sources: sourcesRecord });
-    }
-
     function add<T>(
       name: SourceName,
       config: BackendConfig,
@@ -157,8 +147,10 @@ export default fp(
           breaker: config.breaker,
           fetch,
           apply,
-          onStatus: publishStatus,
-          onPoll: (...args) => poller.onPoll?.(...args),
+          onStatus: (source, status) => systemStatus.reportSource(source, status),
+          onPoll: (source, outcome, seconds) => {
+            for (const observer of observers) observer.poll?.(source, outcome, seconds);
+          },
           onRecovered: () => poller.pollAll(),
           logger: log,
         }) as PolledSource,
@@ -281,7 +273,10 @@ export default fp(
       pollAll() {
         for (const source of sources.values()) source.pollSoon();
       },
-      onPoll: undefined as ((name: SourceName, outcome: PollOutcome, seconds: number) => void) | undefined,
+      observe(observer: PollObserver) {
+        observers.add(observer);
+        return () => observers.delete(observer);
+      },
     };
     fastify.decorate('poller', poller);
 

@@ -46,10 +46,6 @@ export class TopicPermissions {
     const topic = (colon === -1 ? subscription : subscription.slice(0, colon)) as Topic;
     return this.allowed.get(role)?.has(topic) ?? false;
   }
-
-  topicsOf(role: string): Topic[] {
-    return [...(this.allowed.get(role) ?? [])];
-  }
 }
 
 /**

@@ -1,6 +1,6 @@
 import CircuitBreaker from 'opossum';
 import type { SourceName } from './backends.ts';
-import type { BreakerConfig } from './config.ts';
+import type { BreakerConfig } from './config/schema.ts';
 import type { JsonObject } from './merge-patch.ts';
 
 export type SourceHealth = 'ok' | 'degraded' | 'down';

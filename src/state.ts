@@ -137,10 +137,6 @@ export class StateStore {
     return this.sequenceValue;
   }
 
-  delete(topic: Topic, key = SINGLE): number {
-    return this.set(topic, key, undefined);
-  }
-
   /** The full view of a subscription set, as sent in a `state_update`. */
   snapshot(filter: Filter): JsonObject {
     const data: JsonObject = {};

@@ -1,5 +1,6 @@
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
+import { HttpError } from '../../src/errors.ts';
 import { buildFilter, TOPICS, TopicError, validateSubscription } from '../../src/topics.ts';
 
 const Query = Type.Object({
@@ -15,7 +16,7 @@ const stateRoute: FastifyPluginAsync = async (fastify) => {
     .get(
       '/api/v1/state',
       { ...fastify.access.withToken, schema: { querystring: Query } },
-      async (request, reply) => {
+      async (request) => {
         const principal = request.principal!;
         const { auth, state } = fastify;
         const names = request.query.topics
@@ -29,14 +30,14 @@ const stateRoute: FastifyPluginAsync = async (fastify) => {
           subscriptions = names.map(validateSubscription);
         } catch (error) {
           if (!(error instanceof TopicError)) throw error;
-          return reply.code(400).send({ error: error.code, message: error.message });
+          throw new HttpError(error.code, error.message);
         }
         const forbidden = subscriptions.filter((name) => !auth.mayRead(principal, name));
         if (forbidden.length > 0) {
-          return reply.code(403).send({
-            error: 'forbidden_topic',
-            message: `role ${principal.role} may not read ${forbidden.join(', ')}`,
-          });
+          throw new HttpError(
+            'forbidden_topic',
+            `role ${principal.role} may not read ${forbidden.join(', ')}`,
+          );
         }
         return {
           sequence: state.sequence,

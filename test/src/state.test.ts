@@ -29,9 +29,9 @@ describe('StateStore: sequence', () => {
     assert.equal(state.set('orders', 'a', { state: 'FILLED' }), 3);
     assert.equal(state.set('account', SINGLE, { total_balance: 1 }), 4);
     time = 3000;
-    assert.equal(state.delete('orders', 'a'), 5);
+    assert.equal(state.set('orders', 'a', undefined), 5);
     assert.equal(state.lastUpdate, 3000);
-    assert.equal(state.delete('account'), 6);
+    assert.equal(state.set('account', SINGLE, undefined), 6);
     assert.equal(state.sequence, 6);
     assert.equal(state.journalLength, 6);
   });
@@ -41,9 +41,9 @@ describe('StateStore: sequence', () => {
     const state = new StateStore({ now: () => time });
     state.set('orders', 'a', { state: 'NEW' });
     time = 5000;
-    assert.equal(state.delete('orders', 'missing'), 1);
+    assert.equal(state.set('orders', 'missing', undefined), 1);
     assert.equal(state.set('positions', 'BTC', undefined), 1);
-    assert.equal(state.delete('account'), 1);
+    assert.equal(state.set('account', SINGLE, undefined), 1);
     assert.equal(state.sequence, 1);
     assert.equal(state.lastUpdate, 1000);
     assert.equal(state.journalLength, 1);
@@ -106,7 +106,7 @@ describe('StateStore.snapshot', () => {
       positions: { BTC: { quantity: 1 } },
       account: { total_balance: 10 },
     });
-    state.delete('account');
+    state.set('account', SINGLE, undefined);
     assert.equal('account' in state.snapshot(filter), false);
   });
 
@@ -143,9 +143,9 @@ describe('StateStore.changesSince', () => {
     state.set('orders', 'a', { state: 'FILLED', qty: 1 });
     state.set('orders', 'a', { state: 'NEW', qty: 1 });
     state.set('orders', 'b', { state: 'NEW' });
-    state.delete('orders', 'b');
+    state.set('orders', 'b', undefined);
     state.set('account', SINGLE, { total_balance: 1 });
-    state.delete('account');
+    state.set('account', SINGLE, undefined);
     assert.equal(state.changesSince(since, filter), undefined);
   });
 
@@ -173,8 +173,8 @@ describe('StateStore.changesSince', () => {
     state.set('orders', 'a', { state: 'NEW' });
     state.set('account', SINGLE, { total_balance: 10 });
     const since = state.sequence;
-    state.delete('orders', 'a');
-    state.delete('account');
+    state.set('orders', 'a', undefined);
+    state.set('account', SINGLE, undefined);
     assert.deepEqual(state.changesSince(since, buildFilter(['orders', 'account'])), {
       orders: { a: null },
       account: null,
@@ -202,7 +202,7 @@ describe('StateStore.changesSince', () => {
     const state = new StateStore();
     state.set('orders', 'a', { state: 'NEW', qty: 1, price: 5 });
     const since = state.sequence;
-    state.delete('orders', 'a');
+    state.set('orders', 'a', undefined);
     state.set('orders', 'a', { state: 'NEW', qty: 2 });
     const patch = state.changesSince(since, buildFilter(['orders']));
     assert.deepEqual(patch, { orders: { a: { qty: 2, price: null } } });
@@ -215,7 +215,7 @@ describe('StateStore.changesSince', () => {
     state.set('orders', 'keep', { state: 'NEW' });
     const since = state.sequence;
     state.set('orders', 'a', { state: 'NEW' });
-    state.delete('orders', 'a');
+    state.set('orders', 'a', undefined);
     assert.equal(state.changesSince(since, buildFilter(['orders'])), undefined);
   });
 
@@ -354,7 +354,7 @@ describe('property: a view kept from snapshot plus changesSince equals the snaps
             if (operation.kind === 'set') {
               state.set(operation.topic, operation.key, structuredClone(operation.value));
             } else if (operation.kind === 'delete') {
-              state.delete(operation.topic, operation.key);
+              state.set(operation.topic, operation.key, undefined);
             } else {
               views.forEach((view, index) => {
                 if (operation.views[index]) catchUp(view);

@@ -1,0 +1,50 @@
+import type { SourceName } from './backends.ts';
+import type { JsonObject } from './merge-patch.ts';
+import { type SourceStatus, statusRecord } from './poller.ts';
+import { SINGLE, type StateStore } from './state.ts';
+
+/**
+ * `stalled`: the connections are open but Redis does not answer (no PING reply within
+ * `redis.health_check_timeout`: a frozen process or host, a partition that has not closed the sockets yet).
+ */
+export type RedisStatus = 'connecting' | 'up' | 'stalled' | 'down';
+
+/**
+ * The one writer of the `system` topic (docs/protocol.md): `{epoch, started_at, redis: {status, since},
+ * sources: {NAME: …}}`. The Redis side and the poller report their part; this rewrites the whole record.
+ */
+export class SystemStatus {
+  private readonly state: StateStore;
+  private readonly startedAt: string;
+  private redis: { status: RedisStatus; since: string };
+  private readonly sources = new Map<SourceName, JsonObject>();
+
+  constructor(state: StateStore) {
+    this.state = state;
+    this.startedAt = new Date(state.startedAt).toISOString();
+    this.redis = { status: 'connecting', since: this.startedAt };
+    this.publish();
+  }
+
+  /** The Redis subscriber connection's status, and since when (ISO time). */
+  reportRedis(status: RedisStatus, since: string): void {
+    this.redis = { status, since };
+    this.publish();
+  }
+
+  /** One backend's poll status (`system.sources.NAME`). */
+  reportSource(name: SourceName, status: SourceStatus): void {
+    this.sources.set(name, statusRecord(status));
+    this.publish();
+  }
+
+  private publish(): void {
+    const record: JsonObject = {
+      epoch: this.state.epoch,
+      started_at: this.startedAt,
+      redis: { ...this.redis },
+    };
+    if (this.sources.size > 0) record.sources = Object.fromEntries(this.sources);
+    this.state.set('system', SINGLE, record);
+  }
+}
