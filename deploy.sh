@@ -81,50 +81,59 @@ run() {
   fi
 }
 
-while (($# > 0)); do
-  case $1 in
-  --root | --ready-url | --ready-path | --ready-timeout | --port | --keep | --node)
-    (($# >= 2)) || usage_error "$1 needs a value"
+# Sets the options above from the command line; bad usage exits 2.
+parse_args() {
+  while (($# > 0)); do
     case $1 in
-    --root) ROOT=$2 ;;
-    --ready-url) READY_URL=$2 ;;
-    --ready-path) READY_PATH=$2 ;;
-    --ready-timeout) READY_TIMEOUT=$2 ;;
-    --port) PORT=$2 ;;
-    --keep) KEEP=$2 ;;
-    --node) NODE_BIN=$2 ;;
+    --root | --ready-url | --ready-path | --ready-timeout | --port | --keep | --node)
+      (($# >= 2)) || usage_error "$1 needs a value"
+      case $1 in
+      --root) ROOT=$2 ;;
+      --ready-url) READY_URL=$2 ;;
+      --ready-path) READY_PATH=$2 ;;
+      --ready-timeout) READY_TIMEOUT=$2 ;;
+      --port) PORT=$2 ;;
+      --keep) KEEP=$2 ;;
+      --node) NODE_BIN=$2 ;;
+      esac
+      shift 2
+      ;;
+    --no-systemctl) USE_SYSTEMCTL=0 && shift ;;
+    --dry-run) DRY_RUN=1 && shift ;;
+    --rollback) ROLLBACK_ONLY=1 && shift ;;
+    -h | --help) usage && exit 0 ;;
+    *) usage_error "unknown option: $1" ;;
     esac
-    shift 2
-    ;;
-  --no-systemctl) USE_SYSTEMCTL=0 && shift ;;
-  --dry-run) DRY_RUN=1 && shift ;;
-  --rollback) ROLLBACK_ONLY=1 && shift ;;
-  -h | --help) usage && exit 0 ;;
-  *) usage_error "unknown option: $1" ;;
-  esac
-done
+  done
+}
 
-[[ $KEEP =~ ^[1-9][0-9]*$ ]] || usage_error "--keep needs a number of at least 1, got '$KEEP'"
-[[ $READY_TIMEOUT =~ ^[1-9][0-9]*$ ]] || usage_error "--ready-timeout needs a number of seconds, got '$READY_TIMEOUT'"
-[[ -z $PORT || $PORT =~ ^[1-9][0-9]*$ && $PORT -le 65535 ]] || usage_error "--port needs a TCP port, got '$PORT'"
-[[ $READY_PATH == /* ]] || usage_error "--ready-path must start with /, got '$READY_PATH'"
-[[ $ROOT == /* ]] || ROOT="$PWD/$ROOT"
-PREFIX=${ROOT%/}
-if [[ -n $PREFIX ]] && ((USE_SYSTEMCTL)); then
-  usage_error "--root installs into a tree the running systemd does not manage: add --no-systemctl"
-fi
+# Checks the option values and derives PREFIX from --root.
+check_args() {
+  [[ $KEEP =~ ^[1-9][0-9]*$ ]] || usage_error "--keep needs a number of at least 1, got '$KEEP'"
+  [[ $READY_TIMEOUT =~ ^[1-9][0-9]*$ ]] || usage_error "--ready-timeout needs a number of seconds, got '$READY_TIMEOUT'"
+  [[ -z $PORT || $PORT =~ ^[1-9][0-9]*$ && $PORT -le 65535 ]] || usage_error "--port needs a TCP port, got '$PORT'"
+  [[ $READY_PATH == /* ]] || usage_error "--ready-path must start with /, got '$READY_PATH'"
+  [[ $ROOT == /* ]] || ROOT="$PWD/$ROOT"
+  PREFIX=${ROOT%/}
+  if [[ -n $PREFIX ]] && ((USE_SYSTEMCTL)); then
+    usage_error "--root installs into a tree the running systemd does not manage: add --no-systemctl"
+  fi
+}
 
-readonly APP_DIR=$PREFIX/opt/$SERVICE
-readonly RELEASES=$APP_DIR/releases
-readonly CURRENT=$APP_DIR/current
-readonly PREVIOUS=$APP_DIR/previous
-# A copy of the default config installed last time: an installed config that differs from it was edited.
-readonly LAST_DEFAULT=$APP_DIR/config.yaml.last-default
-readonly ETC=$PREFIX/etc/$SERVICE
-readonly CONFIG=$ETC/config.yaml
-readonly SECRET=$ETC/jwt-secret
-readonly ENV_FILE=$ETC/env
-readonly UNIT=$PREFIX/etc/systemd/system/$SERVICE.service
+# Where everything is installed, under PREFIX.
+set_paths() {
+  declare -gr APP_DIR=$PREFIX/opt/$SERVICE
+  declare -gr RELEASES=$APP_DIR/releases
+  declare -gr CURRENT=$APP_DIR/current
+  declare -gr PREVIOUS=$APP_DIR/previous
+  # A copy of the default config installed last time: an installed config that differs from it was edited.
+  declare -gr LAST_DEFAULT=$APP_DIR/config.yaml.last-default
+  declare -gr ETC=$PREFIX/etc/$SERVICE
+  declare -gr CONFIG=$ETC/config.yaml
+  declare -gr SECRET=$ETC/jwt-secret
+  declare -gr ENV_FILE=$ETC/env
+  declare -gr UNIT=$PREFIX/etc/systemd/system/$SERVICE.service
+}
 
 # --- state for cleanup and rollback ---------------------------------------------------------------------
 BUILD_DIR=       # a release being built, removed on failure
@@ -139,7 +148,6 @@ cleanup() {
   for file in "${STAGED[@]}"; do rm -f -- "$file"; done
   if [[ -n $BUILD_DIR && -d $BUILD_DIR ]]; then rm -rf -- "$BUILD_DIR"; fi
 }
-trap cleanup EXIT
 
 # --- helpers -------------------------------------------------------------------------------------------
 # Replaces link $1 by a symlink to $2, atomically: a new link beside it, then rename(2) over the old one.
@@ -198,6 +206,11 @@ release_node() {
   env -i "${SERVICE_ENV[@]}" "$node" "$@"
 }
 
+# The release's config loader: src/config/load.ts, or src/config.ts in a release from before the split.
+config_loader() {
+  if [[ -f $1/src/config/load.ts ]]; then printf '%s\n' "$1/src/config/load.ts"; else printf '%s\n' "$1/src/config.ts"; fi
+}
+
 # Prints "host port" as the service would listen, using the release's own config loader.
 listen_address() {
   local release=$1 config=$2
@@ -206,7 +219,7 @@ listen_address() {
     const { pathToFileURL } = await import("node:url");
     const { loadConfig } = await import(pathToFileURL(process.argv[1]).href);
     const { server } = loadConfig({ path: process.argv[2], env: process.env });
-    process.stdout.write(`${server.host} ${server.port}\n`);' "$release/src/config.ts" "$config"
+    process.stdout.write(`${server.host} ${server.port}\n`);' "$(config_loader "$release")" "$config"
 }
 
 # Exits 0 when the port is free for the service's host (tries to listen on it, as the service will).
@@ -283,15 +296,20 @@ show_journal() {
 
 release_name_of() { basename "$(readlink -- "$1")"; }
 
-# --- preflight -----------------------------------------------------------------------------------------
-if [[ -z $PREFIX ]] && ((!DRY_RUN)) && ((EUID != 0)); then
-  die "installing into / needs root: run it with sudo, or use --root DIR (a prefix) or --dry-run"
-fi
-if ((USE_SYSTEMCTL)) && ! command -v systemctl >/dev/null; then
-  die "systemctl not found: is this a systemd host? (--no-systemctl installs the files only)"
-fi
+# --- steps, in the order main runs them ---------------------------------------------------------------
+# Refuses what cannot work: installing into / without root, systemctl without systemd.
+preflight() {
+  if [[ -z $PREFIX ]] && ((!DRY_RUN)) && ((EUID != 0)); then
+    die "installing into / needs root: run it with sudo, or use --root DIR (a prefix) or --dry-run"
+  fi
+  if ((USE_SYSTEMCTL)) && ! command -v systemctl >/dev/null; then
+    die "systemctl not found: is this a systemd host? (--no-systemctl installs the files only)"
+  fi
+}
 
-if ((ROLLBACK_ONLY)); then
+# --rollback: switches current back to previous (no build), restarts and waits; exits.
+rollback_only() {
+  local target url
   [[ -L $PREVIOUS && -d $PREVIOUS ]] || die "no previous release to roll back to ($PREVIOUS)"
   OLD_CURRENT=$(readlink -- "$CURRENT" 2>/dev/null || true)
   target=$(readlink -- "$PREVIOUS")
@@ -318,70 +336,85 @@ if ((ROLLBACK_ONLY)); then
   fi
   show_journal
   die "rolled back to $target, but $url did not answer 200 within ${READY_TIMEOUT}s (last: ${LAST_ANSWER:-no answer})"
-fi
+}
 
-for file in "${RELEASE_FILES[@]}"; do
-  [[ -e $SRC/$file ]] || die "$SRC/$file is missing: run deploy.sh from a dashboard-server checkout"
-done
-command -v npm >/dev/null || die "npm not found: it installs the release's production dependencies"
+# The checkout has what a release is made of, and npm to install its dependencies.
+check_sources() {
+  local file
+  for file in "${RELEASE_FILES[@]}"; do
+    [[ -e $SRC/$file ]] || die "$SRC/$file is missing: run deploy.sh from a dashboard-server checkout"
+  done
+  command -v npm >/dev/null || die "npm not found: it installs the release's production dependencies"
+}
 
-if [[ -z $NODE_BIN ]]; then
-  NODE_BIN=$SRC/node_modules/node/bin/node
-  [[ -x $NODE_BIN ]] || die "no Node runtime at $NODE_BIN: run \`npm install\` in $SRC (the devDependency \`node\` brings Node $MIN_NODE_MAJOR), or pass --node PATH"
-fi
-[[ -x $NODE_BIN ]] || die "--node $NODE_BIN is not an executable file"
-NODE_BIN=$(readlink -f -- "$NODE_BIN") # the binary itself, not npm's symlink to it
-NODE_VERSION=$("$NODE_BIN" --version 2>/dev/null) || die "$NODE_BIN --version failed: not a Node binary?"
-node_major=${NODE_VERSION#v}
-node_major=${node_major%%.*}
-if [[ ! $node_major =~ ^[0-9]+$ ]] || ((node_major < MIN_NODE_MAJOR)); then
-  die "Node $NODE_VERSION ($NODE_BIN) is too old: dashboard-server needs Node >= $MIN_NODE_MAJOR (type stripping, package.json engines)"
-fi
+# NODE_BIN and NODE_VERSION: the runtime shipped in the release, Node >= MIN_NODE_MAJOR.
+find_node() {
+  local node_major
+  if [[ -z $NODE_BIN ]]; then
+    NODE_BIN=$SRC/node_modules/node/bin/node
+    [[ -x $NODE_BIN ]] || die "no Node runtime at $NODE_BIN: run \`npm install\` in $SRC (the devDependency \`node\` brings Node $MIN_NODE_MAJOR), or pass --node PATH"
+  fi
+  [[ -x $NODE_BIN ]] || die "--node $NODE_BIN is not an executable file"
+  NODE_BIN=$(readlink -f -- "$NODE_BIN") # the binary itself, not npm's symlink to it
+  NODE_VERSION=$("$NODE_BIN" --version 2>/dev/null) || die "$NODE_BIN --version failed: not a Node binary?"
+  node_major=${NODE_VERSION#v}
+  node_major=${node_major%%.*}
+  if [[ ! $node_major =~ ^[0-9]+$ ]] || ((node_major < MIN_NODE_MAJOR)); then
+    die "Node $NODE_VERSION ($NODE_BIN) is too old: dashboard-server needs Node >= $MIN_NODE_MAJOR (type stripping, package.json engines)"
+  fi
+}
 
-VERSION=$("$NODE_BIN" -p 'JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8")).version' "$SRC/package.json")
-[[ $VERSION =~ ^[0-9A-Za-z.+-]+$ ]] || die "package.json version '$VERSION' cannot name a release directory"
-STAMP=$(date -u +%Y%m%d%H%M%S)
-while [[ -e $RELEASES/$VERSION-$STAMP ]]; do # a second deploy within the same second
-  sleep 1
+check_compiler() {
+  # The release is compiled to JavaScript by the TypeScript compiler, a devDependency of the checkout.
+  [[ -f $SRC/node_modules/typescript/package.json ]] ||
+    die "no TypeScript compiler in $SRC/node_modules: run \`npm install\` in $SRC (it compiles the release to JavaScript)"
+}
+
+# NAME and NEW_RELEASE: <version>-<UTC timestamp>, unique under releases/.
+name_release() {
+  VERSION=$("$NODE_BIN" -p 'JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8")).version' "$SRC/package.json")
+  [[ $VERSION =~ ^[0-9A-Za-z.+-]+$ ]] || die "package.json version '$VERSION' cannot name a release directory"
   STAMP=$(date -u +%Y%m%d%H%M%S)
-done
-NAME=$VERSION-$STAMP
-NEW_RELEASE=$RELEASES/$NAME
+  while [[ -e $RELEASES/$VERSION-$STAMP ]]; do # a second deploy within the same second
+    sleep 1
+    STAMP=$(date -u +%Y%m%d%H%M%S)
+  done
+  NAME=$VERSION-$STAMP
+  NEW_RELEASE=$RELEASES/$NAME
 
-say "deploying $SERVICE $NAME from $SRC (Node $NODE_VERSION) into ${PREFIX:-/}"
-if ((DRY_RUN)); then
-  note "(dry run: nothing is changed)"
-fi
+  say "deploying $SERVICE $NAME from $SRC (Node $NODE_VERSION) into ${PREFIX:-/}"
+  if ((DRY_RUN)); then
+    note "(dry run: nothing is changed)"
+  fi
+}
 
-# The operator provides the secret (docs/deploy.md); without it the unit cannot start.
-if [[ ! -f $SECRET ]]; then
-  msg="$SECRET is missing: put the login service's JWT secret there (one line, at least 32 bytes; root-only, mode 0600): the unit loads it as the credential jwt-secret"
-  if ((DRY_RUN)); then warn "$msg"; else die "$msg"; fi
-elif [[ -n $(find "$SECRET" -perm /077 2>/dev/null) ]]; then
-  warn "$SECRET is readable by others than its owner: chmod 0600 $SECRET"
-fi
-if [[ -f $ENV_FILE && -n $(find "$ENV_FILE" -perm /077 2>/dev/null) ]]; then
-  warn "$ENV_FILE is readable by others than its owner: chmod 0600 $ENV_FILE"
-fi
+check_secret() {
+  local msg
+  # The operator provides the secret (docs/deploy.md); without it the unit cannot start.
+  if [[ ! -f $SECRET ]]; then
+    msg="$SECRET is missing: put the login service's JWT secret there (one line, at least 32 bytes; root-only, mode 0600): the unit loads it as the credential jwt-secret"
+    if ((DRY_RUN)); then warn "$msg"; else die "$msg"; fi
+  elif [[ -n $(find "$SECRET" -perm /077 2>/dev/null) ]]; then
+    warn "$SECRET is readable by others than its owner: chmod 0600 $SECRET"
+  fi
+  if [[ -f $ENV_FILE && -n $(find "$ENV_FILE" -perm /077 2>/dev/null) ]]; then
+    warn "$ENV_FILE is readable by others than its owner: chmod 0600 $ENV_FILE"
+  fi
+}
 
 # Only one deploy at a time.
-if ((!DRY_RUN)); then
-  mkdir -p -- "$RELEASES" "$ETC"
-  exec 9>"$APP_DIR/.deploy.lock"
-  flock -n 9 || die "another deploy.sh is running on $APP_DIR"
-fi
+take_lock() {
+  if ((!DRY_RUN)); then
+    mkdir -p -- "$RELEASES" "$ETC"
+    exec 9>"$APP_DIR/.deploy.lock"
+    flock -n 9 || die "another deploy.sh is running on $APP_DIR"
+  fi
+}
 
 # --- build the release ---------------------------------------------------------------------------------
-say "building release $NEW_RELEASE"
-if ((DRY_RUN)); then
-  note "would copy ${RELEASE_FILES[*]} into it"
-  note "would copy $NODE_BIN as bin/node"
-  note "would run npm install --omit=dev --ignore-scripts there (from the lockfile)"
-  note "would compile src, plugins and routes to JavaScript beside them (scripts/build.ts)"
-else
-  BUILD_DIR=$RELEASES/.build-$NAME
-  rm -rf -- "$BUILD_DIR"
-  mkdir -p -- "$BUILD_DIR/bin"
+# Copies the release files and the runtime into BUILD_DIR.
+copy_release_files() {
+  local file
   for file in "${RELEASE_FILES[@]}"; do cp -R -- "$SRC/$file" "$BUILD_DIR/"; done
   # The runtime: 120 MB, so share the previous release's copy (a hard link) when it is the same binary.
   if [[ -f $CURRENT/bin/node ]] && cmp -s -- "$NODE_BIN" "$CURRENT/bin/node" &&
@@ -392,6 +425,9 @@ else
     chmod 0755 "$BUILD_DIR/bin/node"
     note "bin/node: Node $NODE_VERSION, copied from $NODE_BIN"
   fi
+}
+
+install_dependencies() {
   # Same dependency tree as the current release (the lockfiles differ at most in the package's own version):
   # start from hard links to its node_modules, so npm finds it up to date instead of unpacking 50 MB again.
   # npm leaves an up-to-date tree alone, so the shared files are never written to (checked: no mtime in the
@@ -418,15 +454,23 @@ else
   # ships prebuilt binaries; protobufjs' postinstall only checks its CLI's peers), and none runs as root.
   (cd "$BUILD_DIR" && PATH="$BUILD_DIR/bin:$PATH" npm install --omit=dev --ignore-scripts --no-audit --no-fund \
     --prefer-offline --loglevel=error) || die "npm install --omit=dev failed in $BUILD_DIR"
+}
+
+compile_release() {
   # The unit runs src/server.js: without run-time type stripping the service starts with ~25 MB less RSS.
-  "$BUILD_DIR/bin/node" --no-warnings "$BUILD_DIR/scripts/build.ts" "$BUILD_DIR" >/dev/null ||
+  # scripts/build.ts runs from the checkout, whose node_modules has the compiler (the release has none).
+  "$BUILD_DIR/bin/node" --no-warnings "$SRC/scripts/build.ts" "$BUILD_DIR" >/dev/null ||
     die "compiling the release to JavaScript failed in $BUILD_DIR"
   # A release built before releases had JavaScript is what a rollback would switch back to: give it its own.
   if [[ -f $CURRENT/src/server.ts && ! -f $CURRENT/src/server.js ]]; then
-    "$BUILD_DIR/bin/node" --no-warnings "$BUILD_DIR/scripts/build.ts" "$(readlink -f -- "$CURRENT")" >/dev/null ||
+    "$BUILD_DIR/bin/node" --no-warnings "$SRC/scripts/build.ts" "$(readlink -f -- "$CURRENT")" >/dev/null ||
       die "compiling the current release to JavaScript (for a rollback) failed"
     note "compiled the current release to JavaScript too, so that a rollback to it starts"
   fi
+}
+
+# BUILD_DIR/RELEASE: what was built, from what.
+write_release_info() {
   {
     printf 'release=%s\nversion=%s\nnode=%s\nbuilt=%s\nsource=%s\n' \
       "$NAME" "$VERSION" "$NODE_VERSION" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$SRC"
@@ -437,12 +481,31 @@ else
           echo ' (with uncommitted changes)')"
     fi
   } >"$BUILD_DIR/RELEASE"
+}
+
+# Builds NEW_RELEASE in a hidden directory and renames it into place (or says what it would do).
+build_release() {
+  say "building release $NEW_RELEASE"
+  if ((DRY_RUN)); then
+    note "would copy ${RELEASE_FILES[*]} into it"
+    note "would copy $NODE_BIN as bin/node"
+    note "would run npm install --omit=dev --ignore-scripts there (from the lockfile)"
+    note "would compile src, plugins, routes and scripts to JavaScript beside them (scripts/build.ts: tsc)"
+    return
+  fi
+  BUILD_DIR=$RELEASES/.build-$NAME
+  rm -rf -- "$BUILD_DIR"
+  mkdir -p -- "$BUILD_DIR/bin"
+  copy_release_files
+  install_dependencies
+  compile_release
+  write_release_info
   # Readable by the service user, writable by root only. Files shared with the current release (hard links)
   # already are, and are left alone.
   find "$BUILD_DIR" \( -type d -o -type f -links 1 \) -exec chmod u+rwX,go+rX,go-w {} +
   mv -T -- "$BUILD_DIR" "$NEW_RELEASE"
   BUILD_DIR=$NEW_RELEASE # removed on failure until it is switched to
-fi
+}
 
 # --- config ---------------------------------------------------------------------------------------------
 # The default config is the checkout's config.yaml with a header, and auth.jwt.secret_file pointing at
@@ -458,106 +521,126 @@ default_config() {
 EOF
   sed -E 's#^([[:space:]]*secret_file:[[:space:]]*)\.dev/jwt-secret[[:space:]]*$#\1jwt-secret#' "$SRC/config.yaml"
 }
-grep -Eq '^[[:space:]]*secret_file:[[:space:]]*\.dev/jwt-secret[[:space:]]*$' "$SRC/config.yaml" ||
-  warn "config.yaml has no 'secret_file: .dev/jwt-secret' line to point at /etc/$SERVICE/jwt-secret"
 
-STAGED_DEFAULT=$(mktemp "${TMPDIR:-/tmp}/$SERVICE-config.XXXXXX")
-STAGED+=("$STAGED_DEFAULT")
-default_config >"$STAGED_DEFAULT"
+# STAGED_DEFAULT: this release's default config, in a temporary file.
+stage_default_config() {
+  grep -Eq '^[[:space:]]*secret_file:[[:space:]]*\.dev/jwt-secret[[:space:]]*$' "$SRC/config.yaml" ||
+    warn "config.yaml has no 'secret_file: .dev/jwt-secret' line to point at /etc/$SERVICE/jwt-secret"
 
-# What to do with /etc/.../config.yaml: install (none yet), update (unedited, new default), same, keep
-# (edited, default unchanged) or beside (edited and a new default: write config.yaml.new).
-if [[ ! -f $CONFIG ]]; then
-  CONFIG_ACTION=install
-elif cmp -s "$CONFIG" "$STAGED_DEFAULT"; then
-  CONFIG_ACTION=same
-elif [[ -f $LAST_DEFAULT ]] && cmp -s "$CONFIG" "$LAST_DEFAULT"; then
-  CONFIG_ACTION=update
-elif [[ -f $LAST_DEFAULT ]] && cmp -s "$LAST_DEFAULT" "$STAGED_DEFAULT"; then
-  CONFIG_ACTION=keep
-else
-  CONFIG_ACTION=beside
-fi
+  STAGED_DEFAULT=$(mktemp "${TMPDIR:-/tmp}/$SERVICE-config.XXXXXX")
+  STAGED+=("$STAGED_DEFAULT")
+  default_config >"$STAGED_DEFAULT"
+}
 
-if [[ $CONFIG_ACTION == install || $CONFIG_ACTION == update ]]; then
-  CHECKED_CONFIG=$STAGED_DEFAULT
-  CHECKED_NAME="this release's default config"
-else
-  CHECKED_CONFIG=$CONFIG
-  CHECKED_NAME=$CONFIG
-fi
-would=
-((DRY_RUN)) && would="(would) "
-case $CONFIG_ACTION in
-install) say "config: ${would}installing the default as $CONFIG" ;;
-update) say "config: $CONFIG was not edited: ${would}updating it to this release's default" ;;
-same) say "config: $CONFIG is this release's default" ;;
-keep) say "config: keeping your edited $CONFIG (the default did not change)" ;;
-beside) say "config: keeping your edited $CONFIG; ${would}writing this release's default beside it as $CONFIG.new" ;;
-esac
-
-service_env
-if ((DRY_RUN)); then
-  say "(would) check $CHECKED_NAME with the release's own checker (server.js --check-config)"
-else
-  say "checking $CHECKED_NAME with the release's own checker"
-  if ! check_output=$(release_node "$NEW_RELEASE/bin/node" --no-warnings "$NEW_RELEASE/src/server.js" \
-    --check-config --config "$CHECKED_CONFIG" 2>&1); then
-    die "${check_output//$STAGED_DEFAULT/$CHECKED_NAME} (checking $CHECKED_NAME; nothing was switched)"
+decide_config() {
+  local would
+  # What to do with /etc/.../config.yaml: install (none yet), update (unedited, new default), same, keep
+  # (edited, default unchanged) or beside (edited and a new default: write config.yaml.new).
+  if [[ ! -f $CONFIG ]]; then
+    CONFIG_ACTION=install
+  elif cmp -s "$CONFIG" "$STAGED_DEFAULT"; then
+    CONFIG_ACTION=same
+  elif [[ -f $LAST_DEFAULT ]] && cmp -s "$CONFIG" "$LAST_DEFAULT"; then
+    CONFIG_ACTION=update
+  elif [[ -f $LAST_DEFAULT ]] && cmp -s "$LAST_DEFAULT" "$STAGED_DEFAULT"; then
+    CONFIG_ACTION=keep
+  else
+    CONFIG_ACTION=beside
   fi
-  note "${check_output//$STAGED_DEFAULT/$CHECKED_NAME}"
-fi
-if grep -q 'http://localhost:5173' "$CHECKED_CONFIG"; then
-  warn "websocket.allowed_origins in $CONFIG still lists the local development origins: replace them with your dashboard's origin(s)"
-fi
 
-# A fresh start must find its port free; an upgrade restarts the service that holds it.
-if ((USE_SYSTEMCTL && !DRY_RUN)) && ! systemctl is-active --quiet "$SERVICE"; then
-  read -r host port < <(listen_address "$NEW_RELEASE" "$CHECKED_CONFIG") || true
-  port=${PORT:-$port}
-  [[ -n $port ]] || die "cannot read server.host and server.port from $CHECKED_NAME"
-  if ! in_use=$(port_free "$NEW_RELEASE/bin/node" "$host" "$port" 2>&1); then
-    die "port $port on $host is not free ($in_use) and $SERVICE is not running: what holds it? (ss -ltnp 'sport = :$port')"
+  if [[ $CONFIG_ACTION == install || $CONFIG_ACTION == update ]]; then
+    CHECKED_CONFIG=$STAGED_DEFAULT
+    CHECKED_NAME="this release's default config"
+  else
+    CHECKED_CONFIG=$CONFIG
+    CHECKED_NAME=$CONFIG
   fi
-fi
+  would=
+  ((DRY_RUN)) && would="(would) "
+  case $CONFIG_ACTION in
+  install) say "config: ${would}installing the default as $CONFIG" ;;
+  update) say "config: $CONFIG was not edited: ${would}updating it to this release's default" ;;
+  same) say "config: $CONFIG is this release's default" ;;
+  keep) say "config: keeping your edited $CONFIG (the default did not change)" ;;
+  beside) say "config: keeping your edited $CONFIG; ${would}writing this release's default beside it as $CONFIG.new" ;;
+  esac
+}
+
+# Runs the release's own --check-config on the config the service will read.
+check_config() {
+  local check_output
+  service_env
+  if ((DRY_RUN)); then
+    say "(would) check $CHECKED_NAME with the release's own checker (server.js --check-config)"
+  else
+    say "checking $CHECKED_NAME with the release's own checker"
+    if ! check_output=$(release_node "$NEW_RELEASE/bin/node" --no-warnings "$NEW_RELEASE/src/server.js" \
+      --check-config --config "$CHECKED_CONFIG" 2>&1); then
+      die "${check_output//$STAGED_DEFAULT/$CHECKED_NAME} (checking $CHECKED_NAME; nothing was switched)"
+    fi
+    note "${check_output//$STAGED_DEFAULT/$CHECKED_NAME}"
+  fi
+  if grep -q 'http://localhost:5173' "$CHECKED_CONFIG"; then
+    warn "websocket.allowed_origins in $CONFIG still lists the local development origins: replace them with your dashboard's origin(s)"
+  fi
+}
+
+check_port() {
+  local host port in_use
+  # A fresh start must find its port free; an upgrade restarts the service that holds it.
+  if ((USE_SYSTEMCTL && !DRY_RUN)) && ! systemctl is-active --quiet "$SERVICE"; then
+    read -r host port < <(listen_address "$NEW_RELEASE" "$CHECKED_CONFIG") || true
+    port=${PORT:-$port}
+    [[ -n $port ]] || die "cannot read server.host and server.port from $CHECKED_NAME"
+    if ! in_use=$(port_free "$NEW_RELEASE/bin/node" "$host" "$port" 2>&1); then
+      die "port $port on $host is not free ($in_use) and $SERVICE is not running: what holds it? (ss -ltnp 'sport = :$port')"
+    fi
+  fi
+}
 
 # --- install ----------------------------------------------------------------------------------------------
-HAS_GROUP=
-if [[ -z $PREFIX ]]; then
-  if ! getent passwd "$SERVICE_USER" >/dev/null; then
-    say "creating the system user $SERVICE_USER"
-    run useradd --system --user-group --home-dir /nonexistent --no-create-home \
-      --shell /usr/sbin/nologin --comment "$SERVICE" "$SERVICE_USER"
+# The service user (not under --root); HAS_GROUP: the group that reads the config.
+create_user() {
+  HAS_GROUP=
+  if [[ -z $PREFIX ]]; then
+    if ! getent passwd "$SERVICE_USER" >/dev/null; then
+      say "creating the system user $SERVICE_USER"
+      run useradd --system --user-group --home-dir /nonexistent --no-create-home \
+        --shell /usr/sbin/nologin --comment "$SERVICE" "$SERVICE_USER"
+    fi
+    HAS_GROUP=$SERVICE_USER
   fi
-  HAS_GROUP=$SERVICE_USER
-fi
+}
 
-if ((DRY_RUN)); then
-  say "(would) install $UNIT and the config as above, and switch $CURRENT to releases/$NAME"
-else
-  # The service reads its config through its group; nothing else on the host needs to.
-  chmod 0750 "$ETC"
-  if [[ -n $HAS_GROUP ]]; then chown "root:$HAS_GROUP" "$ETC"; fi
-  case $CONFIG_ACTION in
-  install | update) install_file "$STAGED_DEFAULT" "$CONFIG" 0640 "$HAS_GROUP" || true ;;
-  beside)
-    install_file "$STAGED_DEFAULT" "$CONFIG.new" 0640 "$HAS_GROUP" || true
-    note "compare and merge: diff -u $CONFIG $CONFIG.new"
-    ;;
-  esac
-  install_file "$STAGED_DEFAULT" "$LAST_DEFAULT" 0644 || true
+# Installs the config and the unit, then switches current (and previous) to the new release.
+install_and_switch() {
+  if ((DRY_RUN)); then
+    say "(would) install $UNIT and the config as above, and switch $CURRENT to releases/$NAME"
+  else
+    # The service reads its config through its group; nothing else on the host needs to.
+    chmod 0750 "$ETC"
+    if [[ -n $HAS_GROUP ]]; then chown "root:$HAS_GROUP" "$ETC"; fi
+    case $CONFIG_ACTION in
+    install | update) install_file "$STAGED_DEFAULT" "$CONFIG" 0640 "$HAS_GROUP" || true ;;
+    beside)
+      install_file "$STAGED_DEFAULT" "$CONFIG.new" 0640 "$HAS_GROUP" || true
+      note "compare and merge: diff -u $CONFIG $CONFIG.new"
+      ;;
+    esac
+    install_file "$STAGED_DEFAULT" "$LAST_DEFAULT" 0644 || true
 
-  mkdir -p -- "$(dirname "$UNIT")"
-  if install_file "$NEW_RELEASE/systemd/$SERVICE.service" "$UNIT" 0644; then say "installed $UNIT"; fi
+    mkdir -p -- "$(dirname "$UNIT")"
+    if install_file "$NEW_RELEASE/systemd/$SERVICE.service" "$UNIT" 0644; then say "installed $UNIT"; fi
 
-  # --- switch ---------------------------------------------------------------------------------------------
-  OLD_CURRENT=$(readlink -- "$CURRENT" 2>/dev/null || true)
-  OLD_PREVIOUS=$(readlink -- "$PREVIOUS" 2>/dev/null || true)
-  say "switching $CURRENT to releases/$NAME"
-  switch_link "$CURRENT" "releases/$NAME"
-  BUILD_DIR=
-  if [[ -n $OLD_CURRENT ]]; then switch_link "$PREVIOUS" "$OLD_CURRENT"; fi
-fi
+    # --- switch ---------------------------------------------------------------------------------------------
+    OLD_CURRENT=$(readlink -- "$CURRENT" 2>/dev/null || true)
+    OLD_PREVIOUS=$(readlink -- "$PREVIOUS" 2>/dev/null || true)
+    say "switching $CURRENT to releases/$NAME"
+    switch_link "$CURRENT" "releases/$NAME"
+    BUILD_DIR=
+    if [[ -n $OLD_CURRENT ]]; then switch_link "$PREVIOUS" "$OLD_CURRENT"; fi
+  fi
+}
 
 # Puts back the previous release and every file this deploy changed, then deletes the failed release.
 rollback() {
@@ -597,58 +680,91 @@ fail_after_switch() {
 }
 
 # --- restart and wait ---------------------------------------------------------------------------------------
-if ((DRY_RUN)); then
-  if ((USE_SYSTEMCTL)); then
-    run systemctl daemon-reload
-    run systemctl enable "$SERVICE"
-    run systemctl restart "$SERVICE"
-  fi
-  if ((USE_SYSTEMCTL)) || [[ -n $READY_URL ]]; then
-    say "(would) wait up to ${READY_TIMEOUT}s for ${READY_URL:-the service at $READY_PATH} to answer 200, and roll back if not"
-  fi
-else
-  if ((USE_SYSTEMCTL)); then
-    say "restarting $SERVICE"
-    systemctl daemon-reload
-    systemctl enable --quiet "$SERVICE"
-    restart_service || fail_after_switch "systemctl restart $SERVICE failed"
-  fi
-  if ((USE_SYSTEMCTL)) || [[ -n $READY_URL ]]; then
-    url=$(ready_url_for "$NEW_RELEASE")
-    say "waiting up to ${READY_TIMEOUT}s for $url"
-    if ! wait_ready "$NEW_RELEASE/bin/node" "$url" "$READY_TIMEOUT"; then
-      fail_after_switch "$url did not answer 200 within ${READY_TIMEOUT}s (last: ${LAST_ANSWER:-no answer})"
+# Restarts the service (systemctl) and waits for the ready URL; rolls back if it does not answer 200.
+restart_and_wait() {
+  local url
+  if ((DRY_RUN)); then
+    if ((USE_SYSTEMCTL)); then
+      run systemctl daemon-reload
+      run systemctl enable "$SERVICE"
+      run systemctl restart "$SERVICE"
     fi
-    note "$LAST_ANSWER"
+    if ((USE_SYSTEMCTL)) || [[ -n $READY_URL ]]; then
+      say "(would) wait up to ${READY_TIMEOUT}s for ${READY_URL:-the service at $READY_PATH} to answer 200, and roll back if not"
+    fi
   else
-    say "not restarted (--no-systemctl): start or restart $SERVICE yourself"
+    if ((USE_SYSTEMCTL)); then
+      say "restarting $SERVICE"
+      systemctl daemon-reload
+      systemctl enable --quiet "$SERVICE"
+      restart_service || fail_after_switch "systemctl restart $SERVICE failed"
+    fi
+    if ((USE_SYSTEMCTL)) || [[ -n $READY_URL ]]; then
+      url=$(ready_url_for "$NEW_RELEASE")
+      say "waiting up to ${READY_TIMEOUT}s for $url"
+      if ! wait_ready "$NEW_RELEASE/bin/node" "$url" "$READY_TIMEOUT"; then
+        fail_after_switch "$url did not answer 200 within ${READY_TIMEOUT}s (last: ${LAST_ANSWER:-no answer})"
+      fi
+      note "$LAST_ANSWER"
+    else
+      say "not restarted (--no-systemctl): start or restart $SERVICE yourself"
+    fi
   fi
-fi
+}
 
 # The deploy stands: drop the rollback copies.
-for entry in "${CHANGED[@]}"; do
-  backup=${entry#*|}
-  if [[ -n $backup ]]; then rm -f -- "$backup"; fi
-done
+drop_rollback_copies() {
+  local entry backup
+  for entry in "${CHANGED[@]}"; do
+    backup=${entry#*|}
+    if [[ -n $backup ]]; then rm -f -- "$backup"; fi
+  done
+}
 
-# --- prune old releases -------------------------------------------------------------------------------------
-keep_current=$(release_name_of "$CURRENT" 2>/dev/null || true)
-keep_previous=$(release_name_of "$PREVIOUS" 2>/dev/null || true)
-if [[ -d $RELEASES ]]; then
-  kept=0
-  # Newest first, by the timestamp after the last '-' of each name; current and previous always stay.
-  while read -r _ name; do
-    [[ -n $name ]] || continue
-    if ((kept < KEEP)) || [[ $name == "$keep_current" || $name == "$keep_previous" ]]; then
-      kept=$((kept + 1))
-      continue
-    fi
-    say "removing old release $name (--keep $KEEP)"
-    run rm -rf -- "${RELEASES:?}/$name"
-  done < <(find "$RELEASES" -mindepth 1 -maxdepth 1 -type d ! -name '.*' -printf '%f\n' |
-    awk '{ n = split($0, parts, "-"); print parts[n], $0 }' | sort -r)
-fi
+# Keeps the --keep newest releases; current and previous always stay.
+prune_releases() {
+  local keep_current keep_previous kept name
+  keep_current=$(release_name_of "$CURRENT" 2>/dev/null || true)
+  keep_previous=$(release_name_of "$PREVIOUS" 2>/dev/null || true)
+  if [[ -d $RELEASES ]]; then
+    kept=0
+    # Newest first, by the timestamp after the last '-' of each name; current and previous always stay.
+    while read -r _ name; do
+      [[ -n $name ]] || continue
+      if ((kept < KEEP)) || [[ $name == "$keep_current" || $name == "$keep_previous" ]]; then
+        kept=$((kept + 1))
+        continue
+      fi
+      say "removing old release $name (--keep $KEEP)"
+      run rm -rf -- "${RELEASES:?}/$name"
+    done < <(find "$RELEASES" -mindepth 1 -maxdepth 1 -type d ! -name '.*' -printf '%f\n' |
+      awk '{ n = split($0, parts, "-"); print parts[n], $0 }' | sort -r)
+  fi
+}
 
+# --- main -------------------------------------------------------------------------------------------------
+parse_args "$@"
+check_args
+set_paths
+trap cleanup EXIT
+preflight
+if ((ROLLBACK_ONLY)); then rollback_only; fi
+check_sources
+find_node
+check_compiler
+name_release
+check_secret
+take_lock
+build_release
+stage_default_config
+decide_config
+check_config
+check_port
+create_user
+install_and_switch
+restart_and_wait
+drop_rollback_copies
+prune_releases
 if ((DRY_RUN)); then
   say "dry run done: nothing was changed"
 else

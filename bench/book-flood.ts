@@ -1,6 +1,6 @@
 /**
  * A flood of maximum-size order books (issue 11): 1 MiB books (~37k levels a side) on 4 symbols with a market_data
- * update after every second book, published by a process of its own (test/helpers/book-flood.ts) at a given rate,
+ * update after every second book, published by a process of its own (scripts/book-flood.ts) at a given rate,
  * to the hub (built in this process, as the tests build it) on a redis-server of its own. Once with books ingested
  * inline as they are read (ingest.orderbook_pending_max_size 0: the code before the fix), once deferred (the
  * default: latest book per channel, bounded work per event-loop turn). Reports per run: books ingested and per
@@ -12,14 +12,25 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
+import type { FloodSummary } from '../scripts/book-flood.ts';
+import { startApp, waitReady } from '../scripts/lib/app.ts';
+import { RedisServer } from '../scripts/lib/redis-server.ts';
+import { parseCli } from '../src/cli.ts';
 import type { JsonObject } from '../src/merge-patch.ts';
-import { startApp, waitReady } from '../test/helpers/app.ts';
-import type { FloodSummary } from '../test/helpers/book-flood.ts';
-import { TestRedis } from '../test/helpers/redis.ts';
 import { sleep } from './common.ts';
 
-const { values } = parseArgs({
+const USAGE = `Usage: npm run bench:book-flood -- [options]   (node bench/book-flood.ts)
+Floods the hub (in this process, on its own redis-server) with 1 MiB order books, books ingested inline
+against deferred; prints per run books ingested, conflated, dropped, subscriber cuts and loop delay.
+
+Options:
+  --rates LIST       publish rates in MiB/s, 0 for one pipeline (default 24,48,96,0)
+  --books N          books per symbol (default 16)
+  --symbols N        symbols that get books (default 4)
+  --rounds N         runs per rate and mode (default 1)
+  -h, --help         this help`;
+
+const { values } = parseCli('bench:book-flood', USAGE, {
   options: {
     rates: { type: 'string', default: '24,48,96,0' },
     books: { type: 'string', default: '16' },
@@ -46,7 +57,7 @@ interface FloodRun {
 }
 
 async function run(mode: FloodRun['mode'], rate: number): Promise<FloodRun> {
-  const redis = await TestRedis.start();
+  const redis = await RedisServer.start();
   const running = await startApp(redis.url, {
     ingest: mode === 'inline' ? { orderbook_pending_max_size: 0 } : {},
   });
@@ -66,7 +77,7 @@ async function run(mode: FloodRun['mode'], rate: number): Promise<FloodRun> {
       process.execPath,
       [
         '--no-warnings',
-        new URL('../test/helpers/book-flood.ts', import.meta.url).pathname,
+        new URL('../scripts/book-flood.ts', import.meta.url).pathname,
         ...['--redis', redis.url, '--rate', String(rate), '--books', values.books!],
         ...['--symbols', values.symbols!],
       ],
@@ -93,7 +104,7 @@ async function run(mode: FloodRun['mode'], rate: number): Promise<FloodRun> {
     clearInterval(sampling);
     delay.disable();
     const deferred = app.redisIngest.deferred();
-    const booksIngested = app.ingest.counters.messages.orderbook ?? 0;
+    const booksIngested = app.ingest.counters.messages.redis.orderbook ?? 0;
     return {
       mode,
       rate,
@@ -105,7 +116,7 @@ async function run(mode: FloodRun['mode'], rate: number): Promise<FloodRun> {
       conflated: deferred.conflated,
       dropped: deferred.dropped,
       cuts: app.redisIngest.info.reconnects,
-      marketDataLost: summary.marketData - (app.ingest.counters.messages.market_data ?? 0),
+      marketDataLost: summary.marketData - (app.ingest.counters.messages.redis.market_data ?? 0),
       latestBooksHeld: latest(),
       peakOutputMiB: peakOutput / 2 ** 20,
       maxLoopDelayMs: delay.max / 1e6,

@@ -12,7 +12,7 @@ export const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 // One free-port helper for the tests, the soak and the benchmark.
-export { freePort } from '../test/helpers/redis.ts';
+export { freePort } from '../scripts/lib/free-port.ts';
 
 export interface SpawnOptions {
   /** Pin the process (and its threads) to this CPU with taskset; undefined leaves it to the scheduler. */

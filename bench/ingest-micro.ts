@@ -1,16 +1,16 @@
 /**
- * Ingest cost per message, in this process, without Redis: the hub's Ingest.handleMessage (src/ingest.ts) on the
+ * Ingest cost per message, in this process, without Redis: the hub's Ingest.handleMessage (src/ingest/) on the
  * payloads the bench publisher sends, against JSON.parse alone (the floor: every path parses the whole book).
  * Each row is the median of several rounds, which matters on a shared, noisy machine.
  *   node bench/ingest-micro.ts
- *   node bench/ingest-micro.ts --before /tmp/old/src/ingest.ts
- * `--before` loads another version of src/ingest.ts (e.g. from `git archive HEAD src`, with a node_modules link
- * next to its src) and measures it in the same process, its rounds interleaved with the hub's, so that both
- * see the same load.
+ *   node bench/ingest-micro.ts --before /tmp/old/src/ingest/ingest.ts
+ * `--before` loads another version of the Ingest module (src/ingest/ingest.ts, or src/ingest.ts before the split;
+ * e.g. from `git archive HEAD src`, with a node_modules link next to its src) and measures it in the same
+ * process, its rounds interleaved with the hub's, so that both see the same load.
  */
-import { parseArgs } from 'node:util';
 import { syntheticBook } from '../scripts/synthetic-book.ts';
-import * as current from '../src/ingest.ts';
+import { parseCli } from '../src/cli.ts';
+import * as current from '../src/ingest/ingest.ts';
 import { StateStore } from '../src/state.ts';
 
 const ROUNDS = 9;
@@ -39,12 +39,21 @@ function subject(label: string, module: typeof current, State: typeof StateStore
   return { label, ingest: new module.Ingest(state, ingestOptions), state };
 }
 
-const { values } = parseArgs({ options: { before: { type: 'string' } } });
+const USAGE = `Usage: node bench/ingest-micro.ts [--before FILE]
+Ingest cost per message in this process, without Redis, against JSON.parse alone.
+
+Options:
+  --before FILE      another version of the ingest module to measure side by side
+  -h, --help         this help`;
+
+const { values } = parseCli('ingest-micro', USAGE, { options: { before: { type: 'string' } } });
 const subjects = [subject('hub', current, StateStore)];
 if (values.before) {
   const beforeUrl = new URL(values.before, `file://${process.cwd()}/`);
   const before = (await import(beforeUrl.href)) as typeof current;
-  const beforeState = (await import(new URL('./state.ts', beforeUrl).href)) as {
+  // src/state.ts, beside src/ingest.ts or above src/ingest/ingest.ts.
+  const statePath = beforeUrl.pathname.endsWith('/ingest/ingest.ts') ? '../state.ts' : './state.ts';
+  const beforeState = (await import(new URL(statePath, beforeUrl).href)) as {
     StateStore: typeof StateStore;
   };
   subjects.push(subject('before', before, beforeState.StateStore));

@@ -12,14 +12,27 @@
  *
  * IPC: {evt:'ready'} when listening; {cmd:'start'} / {cmd:'stop'} → {evt:'stats', loop delay and tick times}.
  */
-import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { parseCli } from '../src/cli.ts';
 import { BaselineMeter } from './common.ts';
 import { type ClientType, classOf, type Format, marketDataScope, symbolNames } from './mix.ts';
 
-const { values } = parseArgs({
+const USAGE = `Usage: node bench/limit-server.ts --port PORT [options]   (started by bench/run.ts, driven over IPC)
+The "limit" baseline: a minimal ws server sending one pre-encoded Buffer per group of clients.
+
+Options:
+  --port PORT        port to listen on
+  --redis URL        Redis to read market_data sent_at from (default redis://127.0.0.1:6379)
+  --symbols N        symbols (default 10)
+  --tui-interval MS  tui cadence (default 100)
+  --web-interval MS  web cadence (default 250)
+  --sizes JSON       frame size per class, measured on the hub (default {})
+  --spread N         phases per interval (default 1)
+  -h, --help         this help`;
+
+const { values } = parseCli('limit-server', USAGE, {
   options: {
     port: { type: 'string' },
     redis: { type: 'string', default: 'redis://127.0.0.1:6379' },

@@ -6,16 +6,26 @@
  *
  * IPC: {evt:'ready'} when listening; {cmd:'start'} / {cmd:'stop'} → {evt:'stats', loop delay and tick times}.
  */
-import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { Ingest } from '../src/ingest.ts';
+import { parseCli } from '../src/cli.ts';
+import { Ingest } from '../src/ingest/ingest.ts';
 import { StateStore } from '../src/state.ts';
 import { buildFilter, type Filter, validateSubscription } from '../src/topics.ts';
 import { BaselineMeter } from './common.ts';
 import type { ClientType } from './mix.ts';
 
-const { values } = parseArgs({
+const USAGE = `Usage: node bench/naive-server.ts --port PORT [options]   (started by bench/run.ts, driven over IPC)
+The "naive" baseline: a full JSON snapshot per client on every tick.
+
+Options:
+  --port PORT        port to listen on
+  --redis URL        Redis to subscribe to (default redis://127.0.0.1:6379)
+  --tui-interval MS  tui cadence (default 100)
+  --web-interval MS  web cadence (default 250)
+  -h, --help         this help`;
+
+const { values } = parseCli('naive-server', USAGE, {
   options: {
     port: { type: 'string' },
     redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
@@ -107,4 +117,4 @@ server.on('connection', (socket, request) => {
   socket.on('error', () => {});
 });
 
-meter.serve(server, () => ({ ingested: ingest.counters.messages }));
+meter.serve(server, () => ({ ingested: ingest.counters.messages.redis }));

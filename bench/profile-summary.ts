@@ -6,7 +6,7 @@
  * --window keeps only the samples of the measurement window (CLOCK_MONOTONIC µs, V8's profile clock).
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseCli, usageError } from '../src/cli.ts';
 
 interface ProfileNode {
   id: number;
@@ -22,7 +22,16 @@ interface Profile {
   endTime: number;
 }
 
-const { values, positionals } = parseArgs({
+const USAGE = `Usage: node bench/profile-summary.ts FILE [options]
+Summarizes a V8 .cpuprofile: self time per function and per module, inclusive time of named functions.
+
+Options:
+  --window FILE      keep only the samples of this measurement window (JSON from npm run bench -- --profile)
+  --top N            rows per table (default 30)
+  --inclusive LIST   functions to give the inclusive time of, comma-separated
+  -h, --help         this help`;
+
+const { values, positionals } = parseCli('profile-summary', USAGE, {
   allowPositionals: true,
   options: {
     top: { type: 'string', default: '30' },
@@ -30,6 +39,7 @@ const { values, positionals } = parseArgs({
     window: { type: 'string' },
   },
 });
+if (positionals.length !== 1) usageError('profile-summary', 'one .cpuprofile FILE expected');
 const profile = JSON.parse(readFileSync(positionals[0], 'utf8')) as Profile;
 const byId = new Map(profile.nodes.map((node) => [node.id, node]));
 const parent = new Map<number, number>();

@@ -13,12 +13,24 @@
  *
  * Stops on SIGTERM, IPC {cmd: 'stop'} or after --seconds; prints (and sends over IPC) the counts.
  */
-import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { syntheticBook } from '../scripts/synthetic-book.ts';
+import { parseCli } from '../src/cli.ts';
 import { monotonicMs } from './common.ts';
 
-const { values } = parseArgs({
+const USAGE = `Usage: node bench/publisher.ts [options]   (started by bench/run.ts)
+The benchmark's Redis publisher: realistic traffic, or --max as fast as the hub drains.
+
+Options:
+  --redis URL        Redis to publish on (default redis://127.0.0.1:6379)
+  --symbols N        symbols (default 10)
+  --rate N           market_data and books per symbol per second (default 10)
+  --levels N         order book levels per side (default 200)
+  --seconds N        how long to publish (default 600)
+  --max              as fast as the hub's subscriber drains, mix chosen over IPC
+  -h, --help         this help`;
+
+const { values } = parseCli('bench-publisher', USAGE, {
   options: {
     redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
     symbols: { type: 'string', default: '10' },

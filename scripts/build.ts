@@ -1,23 +1,29 @@
 /**
- * Turns a release's TypeScript into JavaScript beside it, so the service runs without Node's run-time type
- * stripping: that loads a WebAssembly compiler which stays in memory (~25 MB of RSS measured at start).
- * deploy.sh runs it on the release it builds; the unit runs src/server.js. Never run it in a checkout: the .js
- * files would sit beside the sources.
- *   node scripts/build.ts RELEASE_DIR
+ * Compiles a release's TypeScript to JavaScript beside it with the TypeScript compiler (tsconfig.build.json:
+ * the project's compiler options, relative `.ts` imports rewritten to `.js` by `rewriteRelativeImportExtensions`),
+ * so the service runs without Node's run-time type stripping: that loads a WebAssembly compiler which stays in
+ * memory (~25 MB of RSS measured at start). deploy.sh runs it from the checkout (where `npm install` put the
+ * compiler, a devDependency) on the release it builds, and on a current release built before releases had
+ * JavaScript; bench/run.ts on its copy of the hub. The unit runs src/server.js. Never run it on a checkout: the
+ * .js files would sit beside the sources.
+ *
+ * Types are not checked here (`noCheck`): `npm test` does that, and a release has production dependencies only.
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { stripTypeScriptTypes } from 'node:module';
-import { join } from 'node:path';
+import { existsSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import ts from 'typescript';
+import { parseCli, usageError } from '../src/cli.ts';
 
-const SOURCE_DIRS = ['src', 'plugins', 'routes'];
-/** A relative import of a .ts module: `from './x.ts'` or `import('./x.ts')`. */
-const RELATIVE_TS_IMPORT = /(\bfrom\s+|\bimport\s*\(\s*)(['"])(\.{1,2}\/[^'"]+)\.ts\2/g;
+const USAGE = `Usage: node scripts/build.ts RELEASE_DIR
+Compiles RELEASE_DIR's src/, plugins/, routes/ and scripts/ to JavaScript beside the TypeScript, with the
+compiler options of tsconfig.build.json (types are checked by npm test, not here).
 
-function compile(source: string): string {
-  // Only erasable syntax is used (tsconfig erasableSyntaxOnly), so stripping the types is the whole compilation.
-  const javascript = stripTypeScriptTypes(source, { mode: 'strip' });
-  return javascript.replace(RELATIVE_TS_IMPORT, '$1$2$3.js$2');
-}
+Options:
+  -h, --help         this help`;
+
+/** The folders of a release that hold code (those that exist: a release built by an older deploy.sh may lack one). */
+const SOURCE_DIRS = ['src', 'plugins', 'routes', 'scripts'];
+const CONFIG = new URL('../tsconfig.build.json', import.meta.url).pathname;
 
 function sourcesUnder(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true, recursive: true })
@@ -25,22 +31,47 @@ function sourcesUnder(dir: string): string[] {
     .map((entry) => join(entry.parentPath, entry.name));
 }
 
-const root = process.argv[2];
-if (!root) {
-  process.stderr.write('usage: node scripts/build.ts RELEASE_DIR\n');
-  process.exit(2);
+/** The compiler options of tsconfig.build.json, rooted at `root`: each .ts file's .js lands beside it. */
+function compilerOptions(root: string): ts.CompilerOptions {
+  const parsed = ts.getParsedCommandLineOfConfigFile(
+    CONFIG,
+    { rootDir: root, outDir: root },
+    {
+      ...ts.sys,
+      onUnRecoverableConfigFileDiagnostic: (diagnostic) => fail([diagnostic]),
+    },
+  );
+  if (!parsed) return fail([]);
+  // The config's own file list (the checkout's) is not used: the files are the release's.
+  const errors = parsed.errors.filter((d) => d.code !== 18003); // "No inputs were found": not ours to find
+  if (errors.length > 0) fail(errors);
+  return parsed.options;
 }
-let count = 0;
-for (const dir of SOURCE_DIRS) {
-  for (const file of sourcesUnder(join(root, dir))) {
-    const javascript = compile(readFileSync(file, 'utf8'));
-    const left = javascript.match(/(['"])\.{1,2}\/[^'"]+\.ts\1/);
-    if (left) {
-      process.stderr.write(`build: ${file} still refers to ${left[0]} after compiling\n`);
-      process.exit(1);
-    }
-    writeFileSync(`${file.slice(0, -3)}.js`, javascript);
-    count++;
-  }
+
+function fail(diagnostics: readonly ts.Diagnostic[]): never {
+  const text = ts.formatDiagnostics(diagnostics, {
+    getCanonicalFileName: (name) => name,
+    getCurrentDirectory: () => process.cwd(),
+    getNewLine: () => '\n',
+  });
+  process.stderr.write(`build: ${text || 'cannot read tsconfig.build.json\n'}`);
+  process.exit(1);
 }
-process.stdout.write(`build: ${count} files compiled to JavaScript in ${root}\n`);
+
+const { positionals } = parseCli('build', USAGE, { options: {}, allowPositionals: true });
+if (positionals.length !== 1) usageError('build', 'one RELEASE_DIR expected');
+const root = resolve(positionals[0]);
+const files = SOURCE_DIRS.map((dir) => join(root, dir))
+  .filter((dir) => existsSync(dir))
+  .flatMap(sourcesUnder);
+if (files.length === 0) usageError('build', `no TypeScript under ${root}/{${SOURCE_DIRS.join(',')}}`);
+
+const program = ts.createProgram(files, compilerOptions(root));
+const result = program.emit();
+const diagnostics = [
+  ...program.getOptionsDiagnostics(),
+  ...program.getSyntacticDiagnostics(),
+  ...result.diagnostics,
+];
+if (diagnostics.length > 0 || result.emitSkipped) fail(diagnostics);
+process.stdout.write(`build: ${files.length} files compiled to JavaScript in ${root}\n`);

@@ -6,11 +6,22 @@
  * second. Every market_data message carries `sent_at` (ms) so receivers can measure latency. Prints a JSON
  * line of counts when done; stops on SIGTERM too.
  */
-import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
+import { parseCli } from '../src/cli.ts';
 import { syntheticBook } from './synthetic-book.ts';
 
-const { values } = parseArgs({
+const USAGE = `Usage: node scripts/publisher.ts [options]
+Replays realistic backend traffic into Redis; prints a JSON line of counts when done (or on SIGTERM).
+
+Options:
+  --redis URL        Redis to publish on (default redis://127.0.0.1:6379)
+  --symbols N        symbols SYM0USDT… (default 4)
+  --rate N           market_data and order books per symbol per second (default 10)
+  --seconds N        how long to publish (default 60)
+  --levels N         order book levels per side (default 200)
+  -h, --help         this help`;
+
+const { values } = parseCli('publisher', USAGE, {
   options: {
     redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
     symbols: { type: 'string', default: '4' },

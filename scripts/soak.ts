@@ -10,13 +10,24 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { createSigner } from 'fast-jwt';
 import WebSocket from 'ws';
+import { parseCli } from '../src/cli.ts';
 import { DashboardClient, type DiffUpdate, type JsonObject } from '../src/client.ts';
-import { freePort, TestRedis } from '../test/helpers/redis.ts';
+import { freePort } from './lib/free-port.ts';
+import { hubEnv } from './lib/hub-env.ts';
+import { RedisServer } from './lib/redis-server.ts';
 
-const { values } = parseArgs({
+const USAGE = `Usage: npm run soak -- [options]   (node scripts/soak.ts)
+Runs the hub as its own process against its own Redis, a publisher and a few hundred clients; prints RSS,
+event-loop delay, latency, resyncs and close codes once a minute; exits 1 on a memory leak trend or a lost update.
+
+Options:
+  --minutes N        how long to run (default 10)
+  --clients N        clients held (default 300)
+  -h, --help         this help`;
+
+const { values } = parseCli('soak', USAGE, {
   options: { minutes: { type: 'string', default: '10' }, clients: { type: 'string', default: '300' } },
 });
 const minutes = Number(values.minutes);
@@ -28,20 +39,14 @@ const secretDir = mkdtempSync(join(tmpdir(), 'soak-'));
 writeFileSync(join(secretDir, 'jwt-secret'), secret);
 const sign = createSigner({ key: secret, algorithm: 'HS256', expiresIn: (minutes + 10) * 60_000 });
 
-const redis = await TestRedis.start();
+const redis = await RedisServer.start();
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
 const hub = spawn(process.execPath, [join(root, 'src/server.ts')], {
-  env: {
-    ...process.env,
-    DASHBOARD_SERVER__HOST: '127.0.0.1',
-    DASHBOARD_SERVER__PORT: String(port),
-    DASHBOARD_SERVER__LOG_LEVEL: 'warn',
-    DASHBOARD_REDIS__URL: redis.url,
-    DASHBOARD_AUTH__JWT__SECRET_FILE: join(secretDir, 'jwt-secret'),
-    DASHBOARD_WEBSOCKET__CONNECT_RATE_LIMIT__MAX: '100000',
-    DASHBOARD_WEBSOCKET__MAX_LAG: '5s',
-  },
+  env: hubEnv(
+    { port, redisUrl: redis.url, secretFile: join(secretDir, 'jwt-secret') },
+    { DASHBOARD_WEBSOCKET__CONNECT_RATE_LIMIT__MAX: '100000', DASHBOARD_WEBSOCKET__MAX_LAG: '5s' },
+  ),
   stdio: ['ignore', 'inherit', 'inherit'],
 });
 // How the hub ended: it must exit 0 at the SIGTERM that ends the soak, never before.

@@ -3,11 +3,24 @@
  *   npm run token -- --role trader [--user alice] [--ttl 15m] [--config config.yaml]
  * Claims are those of the login service ({userId, email}) plus `role`, and `iss`/`aud` when configured.
  */
-import { parseArgs } from 'node:util';
 import { createSigner } from 'fast-jwt';
-import { ConfigError, loadConfig, parseDuration } from '../src/config.ts';
+import { parseCli } from '../src/cli.ts';
+import { ConfigError } from '../src/config/errors.ts';
+import { loadConfig } from '../src/config/load.ts';
+import { parseDuration } from '../src/config/units.ts';
 
-const { values } = parseArgs({
+const USAGE = `Usage: npm run token -- [options]   (node scripts/token.ts)
+Mints a development token signed with the configured shared secret; prints it on stdout.
+
+Options:
+  --role ROLE        the role claim (default trader)
+  --user ID          the userId claim (default dev-user)
+  --email ADDRESS    the email claim
+  --ttl DURATION     lifetime, e.g. 15m, 1h (default 15m)
+  -c, --config FILE  the config to read auth.jwt from (default DASHBOARD_CONFIG, then config.yaml)
+  -h, --help         this help`;
+
+const { values } = parseCli('token', USAGE, {
   options: {
     role: { type: 'string', default: 'trader' },
     user: { type: 'string', default: 'dev-user' },

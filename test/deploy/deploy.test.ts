@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { spawn } from 'node:child_process';
 import {
   chmodSync,
   cpSync,
@@ -12,11 +11,13 @@ import {
   readlinkSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { type ChildRun, collect } from '../helpers/child.ts';
 import { freePort, TestRedis } from '../helpers/redis.ts';
 import { TEST_SECRET } from '../helpers/tokens.ts';
 
@@ -61,24 +62,6 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function collect(child: ChildProcess): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
-    stdout += chunk;
-  });
-  child.stderr?.on('data', (chunk: Buffer) => {
-    stderr += chunk;
-  });
-  return once(child, 'close').then(([code]) => ({ code: code as number, stdout, stderr }));
-}
-
 /** Runs deploy.sh of a checkout (this one by default) into the temporary root. */
 function deploy(args: string[], from = checkout, options: { unprivileged?: boolean } = {}) {
   const script = join(from, 'deploy.sh');
@@ -96,10 +79,15 @@ function deploy(args: string[], from = checkout, options: { unprivileged?: boole
 
 const rootArgs = ['--root', root, '--no-systemctl'];
 
-/** A copy of the checkout's shipped files (no node_modules, no tests), changed by `edit`, to deploy from. */
+/**
+ * A copy of the checkout's shipped files and build config (no tests), changed by `edit`, to deploy from. Its
+ * node_modules is the checkout's (a link), as after `npm install`: deploy.sh compiles with its TypeScript.
+ */
 function checkoutCopy(name: string, edit: (dir: string) => void): string {
   const dir = join(work, name);
-  for (const file of SHIPPED) cpSync(join(checkout, file), join(dir, file), { recursive: true });
+  for (const file of [...SHIPPED, 'tsconfig.json', 'tsconfig.build.json'])
+    cpSync(join(checkout, file), join(dir, file), { recursive: true });
+  symlinkSync(join(checkout, 'node_modules'), join(dir, 'node_modules'));
   edit(dir);
   return dir;
 }
@@ -170,7 +158,7 @@ async function deployAndRestart(
   }, 25);
   const result = await run.done;
   clearInterval(watch);
-  let serviceRun: Run | undefined;
+  let serviceRun: ChildRun | undefined;
   if (service) {
     if (service.child.exitCode === null) service.child.kill('SIGTERM');
     serviceRun = await service.done;
@@ -218,6 +206,12 @@ describe('deploy.sh --root DIR --no-systemctl', () => {
     const tooOld = await deploy([...rootArgs, '--node', oldNode]).done;
     assert.equal(tooOld.code, 1);
     assert.match(tooOld.stderr, /Node v20\.19\.0 .* is too old: dashboard-server needs Node >= 24/);
+
+    // The release is compiled by the checkout's TypeScript: a checkout without `npm install` cannot build one.
+    const uninstalled = checkoutCopy('uninstalled', (dir) => rmSync(join(dir, 'node_modules')));
+    const noCompiler = await deploy([...rootArgs, '--node', projectNode], uninstalled).done;
+    assert.equal(noCompiler.code, 1);
+    assert.match(noCompiler.stderr, /no TypeScript compiler in .*node_modules: run `npm install`/);
 
     // A copy the unprivileged user can read, wherever the checkout lives.
     const readable = mkdtempSync(join(tmpdir(), 'dashboard-deploy-script-'));

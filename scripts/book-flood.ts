@@ -3,14 +3,14 @@
  * pipelined from a process of its own, as a hostile or runaway backend would: the hub must read its subscriber
  * socket as fast as Redis writes it, whatever the books cost to ingest.
  *
- *   node test/helpers/book-flood.ts --redis redis://127.0.0.1:PORT [--symbols 4] [--books 16] [--every 2]
+ *   node scripts/book-flood.ts --redis redis://127.0.0.1:PORT [--symbols 4] [--books 16] [--every 2]
  *
  * Prints one JSON line: the FloodSummary (what the hub must hold at the end). The e2e test (test/e2e/book-flood) and
  * the benchmark (bench/book-flood.ts) run it as a child process: published from the hub's own process, the flood
  * would be paced by the hub's event loop and never build up in Redis.
  */
-import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
+import { parseCli, usageError } from '../src/cli.ts';
 
 export interface FloodPlan {
   /** Symbols that get books: BOOK0 … */
@@ -81,8 +81,20 @@ export function floodCommands(plan: FloodPlan): { commands: [string, string][]; 
   };
 }
 
+const USAGE = `Usage: node scripts/book-flood.ts --redis URL [options]
+Publishes a flood of maximum-size (1 MiB) order books interleaved with market_data updates; prints one JSON
+line: what the hub must hold at the end.
+
+Options:
+  --redis URL        Redis to publish on (required)
+  --symbols N        symbols BOOK0… that get books (default 4)
+  --books N          books per symbol (default 16)
+  --every N          one market_data update after every N books; 0: one, after the last (default 2)
+  --rate MIBS        MiB/s; 0: everything in one pipeline (default 0)
+  -h, --help         this help`;
+
 if (import.meta.main) {
-  const { values } = parseArgs({
+  const { values } = parseCli('book-flood', USAGE, {
     options: {
       redis: { type: 'string' },
       symbols: { type: 'string', default: '4' },
@@ -92,12 +104,13 @@ if (import.meta.main) {
       rate: { type: 'string', default: '0' },
     },
   });
+  if (!values.redis) usageError('book-flood', '--redis URL is required');
   const { commands, summary } = floodCommands({
     symbols: Number(values.symbols),
     books: Number(values.books),
     every: Number(values.every),
   });
-  const redis = new Redis(values.redis!, { maxRetriesPerRequest: 1 });
+  const redis = new Redis(values.redis, { maxRetriesPerRequest: 1 });
   const rate = Number(values.rate) * 2 ** 20;
   const started = performance.now();
   if (rate > 0) {
