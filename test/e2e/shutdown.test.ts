@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import WebSocket from 'ws';
@@ -10,7 +9,7 @@ import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
 import { connectClient, viewWhere } from '../helpers/client.ts';
 import { TestRedis } from '../helpers/redis.ts';
 import { startServerProcess } from '../helpers/security-process.ts';
-import { tryUpgrade } from '../helpers/security-sockets.ts';
+import { maskedFrame, tryUpgrade, upgradedSocket } from '../helpers/security-sockets.ts';
 
 /**
  * Shutdown with a client that never reads and never answers the close handshake: server.shutdown_timeout is the
@@ -26,27 +25,8 @@ const SYMBOLS = 300;
  * frame back.
  */
 async function stalledSocket(baseUrl: string): Promise<Socket> {
-  const { hostname, port } = new URL(baseUrl);
-  const socket = connect({ host: hostname, port: Number(port) });
-  await once(socket, 'connect');
-  socket.write(
-    `GET /ws?type=tui HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-  );
-  const [head] = (await once(socket, 'data')) as [Buffer];
-  assert.match(head.toString(), /^HTTP\/1\.1 101/);
-  socket.pause();
-  socket.on('error', () => {});
-  const frame = (message: object) => {
-    const payload = Buffer.from(JSON.stringify(message));
-    assert.ok(payload.length < 126);
-    const mask = randomBytes(4);
-    return Buffer.concat([
-      Buffer.from([0x81, 0x80 | payload.length]),
-      mask,
-      Buffer.from(payload.map((byte, i) => byte ^ mask[i % 4])),
-    ]);
-  };
+  const socket = await upgradedSocket(baseUrl, { read: false });
+  const frame = (message: object) => maskedFrame(0x1, Buffer.from(JSON.stringify(message)));
   socket.write(frame({ action: 'subscribe', subscriptions: ['market_data'] }));
   for (let i = 0; i < 10; i++) socket.write(frame({ action: 'resync' }));
   return socket;
@@ -134,8 +114,10 @@ describe('SIGTERM with a client that stopped reading', () => {
 
   test('with a short shutdown_timeout the stalled client is terminated in time and the exit is within it', async () => {
     const { code, elapsed, closes } = await shutDown('3s', 10);
+    // Exit code 0 is the proof that the hub finished within shutdown_timeout by its own clock: its backstop exits 1
+    // at shutdown_timeout. Seen from here, signal delivery and a loaded machine's scheduling add a little.
     assert.equal(code, 0);
-    assert.ok(elapsed < 3000, `exited after ${elapsed} ms, past server.shutdown_timeout`);
+    assert.ok(elapsed < 3000 + 500, `exited after ${elapsed} ms, past server.shutdown_timeout`);
     for (const close of closes) assert.equal(close.code, 1001);
   });
 });
@@ -170,7 +152,12 @@ describe('an upgrade while draining', () => {
     assert.deepEqual(refused.body, { error: 'shutting_down', message: 'server is shutting down' });
     const ready = await fetch(`${running.url}/ready`);
     assert.equal(ready.status, 503);
-    assert.deepEqual(await ready.json(), { status: 'not_ready', reason: 'shutting down' });
+    assert.deepEqual(await ready.json(), {
+      error: 'not_ready',
+      message: 'shutting down',
+      status: 'not_ready',
+      reason: 'shutting down',
+    });
     const health = await fetch(`${running.url}/health`);
     assert.equal(health.status, 200);
     await health.arrayBuffer();

@@ -193,6 +193,40 @@ export async function refusedUpgrade(
 }
 
 /** One frame read off a raw TCP WebSocket (server frames are never masked). */
+/**
+ * A socket upgraded by hand to /ws, with nothing of `ws` on the client side: `read: false` leaves it paused, as a
+ * peer that never reads (and so never answers the close handshake). Socket errors (the hub's reset) are ignored.
+ */
+export async function upgradedSocket(
+  baseUrl: string,
+  { read = true, query = 'type=tui' }: { read?: boolean; query?: string } = {},
+): Promise<Socket> {
+  const { hostname, port } = new URL(baseUrl);
+  const socket = connect({ host: hostname, port: Number(port) });
+  await once(socket, 'connect');
+  socket.write(
+    `GET /ws?${query} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  );
+  const [head] = (await once(socket, 'data')) as [Buffer];
+  if (!head.toString().startsWith('HTTP/1.1 101'))
+    throw new Error(`upgrade refused: ${head.toString().split('\r\n')[0]}`);
+  if (!read) socket.pause();
+  socket.on('error', () => {});
+  return socket;
+}
+
+/** One masked client frame (opcode 1 text, 9 ping…) of at most 125 bytes, as a browser would send it. */
+export function maskedFrame(opcode: number, payload: Buffer): Buffer {
+  if (payload.length > 125) throw new RangeError('a short frame carries at most 125 bytes');
+  const mask = randomBytes(4);
+  return Buffer.concat([
+    Buffer.from([0x80 | opcode, 0x80 | payload.length]),
+    mask,
+    Buffer.from(payload.map((byte, i) => byte ^ mask[i % 4])),
+  ]);
+}
+
 export interface Frame {
   opcode: number;
   payload: Buffer;
