@@ -1,7 +1,8 @@
 import type { RouteOptions } from 'fastify';
 import metricsPlugin from 'fastify-metrics';
 import fp from 'fastify-plugin';
-import { CLIENT_TYPES } from '../src/broadcaster.ts';
+import { CLIENT_TYPES } from '../src/hub/session.ts';
+import { countsBySource } from '../src/ingest/counters.ts';
 
 /** Prometheus metrics at /metrics: process and route metrics from fastify-metrics, and the hub's own. */
 export default fp(
@@ -54,22 +55,27 @@ export default fp(
       'Bytes handed to client sockets',
       ['client_type', 'format'],
       () =>
-        Object.entries(hub.stats.sentBytes).map(([key, bytes]) => {
-          const [type, format] = key.split('|');
-          return [{ client_type: type, format }, bytes];
-        }),
+        Object.entries(hub.stats.sentBytes).flatMap(([type, byFormat]) =>
+          Object.entries(byFormat).map(([format, bytes]): [object, number] => [
+            { client_type: type, format },
+            bytes ?? 0,
+          ]),
+        ),
     );
     mirroredCounter('dashboard_sent_messages_total', 'Frames handed to client sockets', ['client_type'], () =>
       CLIENT_TYPES.map((type) => [{ client_type: type }, hub.stats.sentMessages[type]]),
     );
     mirroredCounter(
       'dashboard_ingest_messages_total',
-      'Backend messages applied to the state',
-      ['topic'],
-      () => Object.entries(ingest.counters.messages).map(([topic, count]) => [{ topic }, count]),
+      'Backend payloads accepted by ingest, by source (redis: a message; poll: one record of a polled section)',
+      ['source', 'topic'],
+      () => countsBySource(ingest.counters.messages),
     );
-    mirroredCounter('dashboard_ingest_invalid_total', 'Backend messages rejected as invalid', ['topic'], () =>
-      Object.entries(ingest.counters.invalid).map(([topic, count]) => [{ topic }, count]),
+    mirroredCounter(
+      'dashboard_ingest_invalid_total',
+      'Backend payloads rejected as invalid, by source (a refused poll counts once)',
+      ['source', 'topic'],
+      () => countsBySource(ingest.counters.invalid),
     );
     mirroredCounter(
       'dashboard_ingest_refused_total',
@@ -190,7 +196,7 @@ export default fp(
       labelNames: ['client_type'],
       buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
     });
-    hub.onTick = (type, seconds) => duration.observe({ client_type: type }, seconds);
+    hub.observe({ tick: (type, seconds) => duration.observe({ client_type: type }, seconds) });
 
     const { poller } = fastify;
     const requests = new client.Counter({
@@ -204,10 +210,12 @@ export default fp(
       labelNames: ['source'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     });
-    poller.onPoll = (source, outcome, seconds) => {
-      requests.inc({ source, outcome });
-      if (outcome !== 'rejected') requestDuration.observe({ source }, seconds);
-    };
+    poller.observe({
+      poll(source, outcome, seconds) {
+        requests.inc({ source, outcome });
+        if (outcome !== 'rejected') requestDuration.observe({ source }, seconds);
+      },
+    });
     const BREAKER_VALUES = { closed: 0, half_open: 1, open: 2 };
     new client.Gauge({
       name: 'dashboard_backend_breaker_state',

@@ -2,16 +2,11 @@ import { EventEmitter } from 'node:events';
 import fp from 'fastify-plugin';
 import { Redis, type RedisOptions, ReplyError } from 'ioredis';
 import { ConflatingQueue, type ConflatingQueueStats } from '../src/conflating-queue.ts';
-import { PayloadError } from '../src/ingest.ts';
+import { PayloadError } from '../src/ingest/schemas.ts';
 import { LogThrottle } from '../src/log-throttle.ts';
-import type { JsonObject } from '../src/merge-patch.ts';
-import { SINGLE } from '../src/state.ts';
+import type { RedisStatus } from '../src/system-status.ts';
 
-/**
- * `stalled`: the connections are open but Redis does not answer (no PING reply within
- * `redis.health_check_timeout`: a frozen process or host, a partition that has not closed the sockets yet).
- */
-export type RedisStatus = 'connecting' | 'up' | 'stalled' | 'down';
+export type { RedisStatus };
 
 /** What /ready, /debug and the metrics read of the Redis side. */
 export interface RedisIngestStatus {
@@ -80,7 +75,7 @@ const DEFERRED_ENTRY_OVERHEAD = 256;
 export default fp(
   async (fastify) => {
     const { redis: config } = fastify.config;
-    const { ingest, state, log } = fastify;
+    const { ingest, systemStatus, log } = fastify;
     const options: RedisOptions = {
       db: config.db,
       lazyConnect: true,
@@ -116,8 +111,7 @@ export default fp(
       info.status = status;
       info.since = new Date().toISOString();
       events.emit('status', status);
-      const system = state.get('system') as JsonObject;
-      state.set('system', SINGLE, { ...system, redis: { status, since: info.since } });
+      systemStatus.reportRedis(status, info.since);
       if (status === 'up' && previous.status === 'stalled') {
         delete info.lastError;
         const stalledMs = Date.parse(info.since) - Date.parse(previous.since);

@@ -1,11 +1,14 @@
 import fp from 'fastify-plugin';
-import { Ingest } from '../src/ingest.ts';
-import { SINGLE, StateStore } from '../src/state.ts';
+import { Ingest } from '../src/ingest/ingest.ts';
+import { StateStore } from '../src/state.ts';
+import { SystemStatus } from '../src/system-status.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** The aggregated state every client's view is cut from. */
     state: StateStore;
+    /** The one writer of the `system` topic: the Redis side and the poller report their status to it. */
+    systemStatus: SystemStatus;
     /** Applies backend payloads to the state; every source (Redis, poller) goes through it. */
     ingest: Ingest;
   }
@@ -17,12 +20,7 @@ export default fp(
     const { ingest: options } = fastify.config;
     // The journal keeps replaced values for readers that are behind; it gets the state's budget again, no more.
     const state = new StateStore({ maxJournalBytes: options.max_state_size });
-    const startedAt = new Date(state.startedAt).toISOString();
-    state.set('system', SINGLE, {
-      epoch: state.epoch,
-      started_at: startedAt,
-      redis: { status: 'connecting', since: startedAt },
-    });
+    const systemStatus = new SystemStatus(state);
     const ingest = new Ingest(state, {
       orderbookDepth: options.orderbook_depth,
       tradesKept: options.trades_kept,
@@ -43,6 +41,7 @@ export default fp(
     // Never the reason the process stays up (e.g. when a later plugin fails to load).
     sweep.unref();
     fastify.decorate('state', state);
+    fastify.decorate('systemStatus', systemStatus);
     fastify.decorate('ingest', ingest);
     fastify.addHook('onClose', async () => clearInterval(sweep));
   },

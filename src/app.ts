@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import accessPlugin from '../plugins/access.ts';
 import authPlugin from '../plugins/auth.ts';
 import configPlugin from '../plugins/config.ts';
+import errorsPlugin, { clientErrorHandler } from '../plugins/errors.ts';
 import hubPlugin from '../plugins/hub.ts';
 import metricsPlugin from '../plugins/metrics.ts';
 import pollerPlugin from '../plugins/poller.ts';
@@ -12,7 +13,7 @@ import debugRoute from '../routes/debug.ts';
 import healthRoutes from '../routes/health.ts';
 import wsRoute from '../routes/ws.ts';
 import { redactTokenInUrl } from './access.ts';
-import type { Config } from './config.ts';
+import type { Config } from './config/schema.ts';
 
 export interface BuildOptions {
   /** `false` turns logging off (tests). */
@@ -51,12 +52,16 @@ export async function buildApp(
           },
     // Clients reconnect at once after a restart; the hub closes their sockets itself at shutdown.
     forceCloseConnections: true,
+    // A request Node's parser refuses gets the same `{error, message}` body as every other error.
+    clientErrorHandler,
     // Avvio's timeout also bounds each close hook: server.shutdown_timeout must be the only limit on the drain.
     pluginTimeout: Math.max(10_000, config.server.shutdown_timeout),
     // Fastify's own 503 while closing answers before any route hook: /ws refuses with `shutting_down` and
-    // /ready with `not_ready` themselves (access.draining), every other route keeps answering during the drain.
+    // /ready with `not_ready` themselves (fastify.draining), every other route keeps answering during the drain.
     return503OnClosing: false,
   });
+  // First: every plugin and route after it inherits its error and not-found handlers.
+  await app.register(errorsPlugin);
   await app.register(configPlugin, { config });
   await app.register(statePlugin);
   await app.register(redisIngestPlugin);
@@ -69,11 +74,5 @@ export async function buildApp(
   await app.register(debugRoute);
   await app.register(stateRoute);
   await app.register(wsRoute);
-  // Fastify's own 404 logs and echoes the raw URL, which may carry ?token=.
-  app.setNotFoundHandler((request, reply) => {
-    const url = redactTokenInUrl(request.url);
-    request.log.info({ url }, 'route not found');
-    return reply.code(404).send({ error: 'not_found', message: `no route ${request.method} ${url}` });
-  });
   return app;
 }

@@ -1,8 +1,19 @@
-import { parseArgs } from 'node:util';
 import { buildApp } from './app.ts';
-import { ConfigError, loadConfig } from './config.ts';
+import { parseCli } from './cli.ts';
+import { ConfigError } from './config/errors.ts';
+import { loadConfig } from './config/load.ts';
 
-const { values } = parseArgs({
+const USAGE = `Usage: node src/server.ts [options]   (npm start)
+Starts dashboard-server: loads the config, listens and serves until SIGTERM or SIGINT.
+
+Options:
+  -c, --config FILE  the config file (default DASHBOARD_CONFIG, then config.yaml beside src/)
+  --check-config     load and check the config, print one line and exit (0 valid, 1 invalid)
+  -h, --help         this help
+
+Every key can be overridden by DASHBOARD_<SECTION>__<KEY> (docs/configuration.md).`;
+
+const { values } = parseCli('dashboard-server', USAGE, {
   options: { config: { type: 'string', short: 'c' }, 'check-config': { type: 'boolean' } },
   allowPositionals: false,
 });

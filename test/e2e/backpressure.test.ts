@@ -72,7 +72,7 @@ describe('resync from sockets that never read', () => {
     });
     const servers = serverSockets(running);
     assert.equal(servers.length, clients.length);
-    const sentBefore = running.app.hub.stats.sentBytes['tui|json'] ?? 0;
+    const sentBefore = running.app.hub.stats.sentBytes.tui.json ?? 0;
 
     // The attack: each socket asks for a resync 10 times a second (within the message rate limit) for 3 s.
     const RESYNCS = 30;
@@ -87,7 +87,7 @@ describe('resync from sockets that never read', () => {
       }),
     );
 
-    const handed = (running.app.hub.stats.sentBytes['tui|json'] ?? 0) - sentBefore;
+    const handed = (running.app.hub.stats.sentBytes.tui.json ?? 0) - sentBefore;
     const snapshotsPerSocket = handed / snapshotBytes / clients.length;
     // The subscribe's snapshot fills what the kernel takes and crosses max_buffered; every resync after it waits
     // (31 snapshots asked for; about 30 were handed before snapshots were held back).

@@ -49,13 +49,15 @@ describe('bad Redis payloads', () => {
     assert.equal(running.app.state.sequence, sequence + 1);
     assert.deepEqual(client.view.data.orders, {});
     assert.deepEqual(client.view.data.positions, {});
-    assert.equal(await metric('dashboard_ingest_invalid_total', 'topic="market_data"'), 5);
-    assert.equal(await metric('dashboard_ingest_invalid_total', 'topic="orders"'), 1);
-    assert.equal(await metric('dashboard_ingest_invalid_total', 'topic="positions"'), 1);
-    assert.equal(await metric('dashboard_ingest_invalid_total', 'topic="orderbook"'), 1);
-    assert.ok((await metric('dashboard_ingest_messages_total', 'topic="market_data"')) >= 1);
-    const debug = (await (await fetch(`${running.url}/debug`)).json()) as { ingest: { invalid: JsonObject } };
-    assert.equal(debug.ingest.invalid.market_data, 5);
+    assert.equal(await metric('dashboard_ingest_invalid_total', 'source="redis",topic="market_data"'), 5);
+    assert.equal(await metric('dashboard_ingest_invalid_total', 'source="redis",topic="orders"'), 1);
+    assert.equal(await metric('dashboard_ingest_invalid_total', 'source="redis",topic="positions"'), 1);
+    assert.equal(await metric('dashboard_ingest_invalid_total', 'source="redis",topic="orderbook"'), 1);
+    assert.ok((await metric('dashboard_ingest_messages_total', 'source="redis",topic="market_data"')) >= 1);
+    const debug = (await (await fetch(`${running.url}/debug`)).json()) as {
+      ingest: { invalid: { redis: JsonObject } };
+    };
+    assert.equal(debug.ingest.invalid.redis.market_data, 5);
     client.close();
   });
 });

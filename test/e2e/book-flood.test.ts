@@ -3,9 +3,9 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import type { RedisStatus } from '../../plugins/redis-ingest.ts';
+import type { FloodSummary } from '../../scripts/book-flood.ts';
 import type { JsonObject } from '../../src/merge-patch.ts';
 import { type Stack, startStack, stopStack } from '../helpers/app.ts';
-import type { FloodSummary } from '../helpers/book-flood.ts';
 
 /**
  * Issue 11 ("Weak": maximum-size order books). A hub that ingests each 1 MiB book (~38k levels a side, ~55 ms) as
@@ -33,7 +33,7 @@ async function flood(redisUrl: string): Promise<FloodSummary> {
     process.execPath,
     [
       '--no-warnings',
-      new URL('../helpers/book-flood.ts', import.meta.url).pathname,
+      new URL('../../scripts/book-flood.ts', import.meta.url).pathname,
       '--redis',
       redisUrl,
       '--books',
@@ -70,7 +70,7 @@ describe('a flood of maximum-size order books', () => {
     const handleMessage = app.ingest.handleMessage.bind(app.ingest);
     app.ingest.handleMessage = (channel, payload) => {
       if (channel.startsWith('market_data:'))
-        booksBeforeUpdate ??= app.ingest.counters.messages.orderbook ?? 0;
+        booksBeforeUpdate ??= app.ingest.counters.messages.redis.orderbook ?? 0;
       handleMessage(channel, payload);
     };
     const summary = await flood(stack.redis.url);
@@ -100,9 +100,9 @@ describe('a flood of maximum-size order books', () => {
       assert.deepEqual((held.bids as number[][])[0], [49_999.25, 2]);
       assert.equal((held.asks as unknown[]).length, 20);
     }
-    assert.equal(app.ingest.counters.invalid.orderbook ?? 0, 0);
+    assert.equal(app.ingest.counters.invalid.redis.orderbook ?? 0, 0);
     // Books of a symbol still waiting when a newer one arrived were replaced, not ingested.
-    const applied = app.ingest.counters.messages.orderbook ?? 0;
+    const applied = app.ingest.counters.messages.redis.orderbook ?? 0;
     assert.ok(applied >= 4 && applied <= summary.books, `${applied} books`);
   });
 });

@@ -35,15 +35,15 @@ interface Debug {
   state_bytes: number;
   state_budget: number;
   ingest: {
-    messages: Record<string, number>;
-    invalid: Record<string, number>;
+    messages: { redis: Record<string, number> };
+    invalid: { redis: Record<string, number> };
     refused: Record<string, Record<string, number>>;
   };
 }
 
 /** Trade messages the hub has dealt with, applied or refused. */
 function tradesHandled(debug: Debug): number {
-  return (debug.ingest.messages.trades ?? 0) + (debug.ingest.invalid.trades ?? 0);
+  return (debug.ingest.messages.redis.trades ?? 0) + (debug.ingest.invalid.redis.trades ?? 0);
 }
 
 /** Polls /debug until `done` holds (the hub is another process: there is no event to await). */
@@ -102,7 +102,7 @@ describe('memory attack: 1 MB trades and a flood of positions', () => {
         // The attack is about what the hub keeps, not about out-writing it: never more than 10 MB ahead of it
         // (Redis cuts a subscriber 32 MB behind, and a busy CI machine can fall that far behind).
         if (published % 10 === 0)
-          await debugUntil(hub.url, (d) => (d.ingest.invalid.trades ?? 0) >= published);
+          await debugUntil(hub.url, (d) => (d.ingest.invalid.redis.trades ?? 0) >= published);
       }
     }
     const debug = await debugUntil(hub.url, (d) => tradesHandled(d) >= total);

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import { buildApp } from '../../src/app.ts';
 import type { JsonObject, StateUpdate } from '../../src/client.ts';
-import { configFromDocument } from '../../src/config.ts';
+import { configFromDocument } from '../../src/config/load.ts';
 import { waitReady } from '../helpers/app.ts';
 import { connectClient } from '../helpers/client.ts';
 import { TestRedis } from '../helpers/redis.ts';

@@ -45,11 +45,11 @@ describe('Redis connection loss', () => {
     await viewWhere(client, (d) => price(d, 'AVAXUSDT') === 35.5);
     assert.equal(running.app.redisIngest.info.reconnects, 1);
     // Subscribed again, exactly once: one publish is one message.
-    const before = running.app.ingest.counters.messages.market_data ?? 0;
+    const before = running.app.ingest.counters.messages.redis.market_data ?? 0;
     const receivers = await admin.publish('market_data:AVAXUSDT', JSON.stringify({ last_price: 36 }));
     assert.equal(receivers, 1);
     await viewWhere(client, (d) => price(d, 'AVAXUSDT') === 36);
-    assert.equal(running.app.ingest.counters.messages.market_data, before + 1);
+    assert.equal(running.app.ingest.counters.messages.redis.market_data, before + 1);
     admin.disconnect();
   });
 
@@ -120,10 +120,10 @@ describe('repeated Redis outages', () => {
       const admin: Redis = redis.client();
       // Exactly our seven patterns, subscribed once each, on the restarted server.
       assert.equal(await admin.call('PUBSUB', 'NUMPAT'), 7);
-      const before = running.app.ingest.counters.messages.market_data ?? 0;
+      const before = running.app.ingest.counters.messages.redis.market_data ?? 0;
       assert.equal(await admin.publish('market_data:LOOP', JSON.stringify({ last_price: round })), 1);
       await viewWhere(client, (d) => price(d, 'LOOP') === round);
-      assert.equal(running.app.ingest.counters.messages.market_data, before + 1);
+      assert.equal(running.app.ingest.counters.messages.redis.market_data, before + 1);
       admin.disconnect();
     }
     assert.equal(running.app.hub.clients.size, 1);

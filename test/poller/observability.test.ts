@@ -215,4 +215,19 @@ describe('the poller in /debug and /metrics', () => {
       );
     }
   });
+
+  test('/metrics counts polled records as ingest messages of source poll, Redis ones of source redis', async () => {
+    const samples = parseMetrics(await (await get('/metrics')).text());
+    const { messages } = running.app.ingest.counters;
+    // One order per poll of order_execution (at least two), the strategies of each strategy_engine poll.
+    assert.ok((messages.poll.orders ?? 0) >= 2, JSON.stringify(messages));
+    assert.ok((messages.poll.strategies ?? 0) >= 1, JSON.stringify(messages));
+    // market_data is polled by reading its Redis keys: those are Redis payloads.
+    assert.ok((messages.redis.market_data ?? 0) >= 1, JSON.stringify(messages));
+    for (const [source, byTopic] of Object.entries(messages)) {
+      for (const [topic, count] of Object.entries(byTopic)) {
+        assert.equal(sample(samples, 'dashboard_ingest_messages_total', { source, topic }), count);
+      }
+    }
+  });
 });
