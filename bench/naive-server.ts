@@ -11,7 +11,7 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { parseCli } from '../src/cli.ts';
 import { Ingest } from '../src/ingest/ingest.ts';
 import { StateStore } from '../src/state.ts';
-import { buildFilter, type Filter, validateSubscription } from '../src/topics.ts';
+import { buildFilter, type Filter, INGEST_TOPICS, validateSubscription } from '../src/topics.ts';
 import { BaselineMeter } from './common.ts';
 import type { ClientType } from './mix.ts';
 
@@ -50,15 +50,7 @@ subscriber.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, message: Buf
     // counted by ingest
   }
 });
-await subscriber.psubscribe(
-  'market_data:*',
-  'orderbook:*',
-  'trades:*',
-  'orders:*',
-  'positions:*',
-  'account:*',
-  'strategies:*',
-);
+await subscriber.psubscribe(...INGEST_TOPICS.map((topic) => `${topic}:*`));
 setInterval(() => ingest.sweepTerminalOrders(), 1000);
 
 interface Client {

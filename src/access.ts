@@ -99,17 +99,6 @@ export class AddressAllowlist {
     }
   }
 
-  /** Checks invalid CIDRs up front, so a config error can name them. Returns the first invalid one. */
-  static firstInvalid(cidrs: string[]): string | undefined {
-    return cidrs.find((cidr) => {
-      const [address, prefix] = cidr.split('/');
-      const bits = Number(prefix);
-      if (isIPv4(address)) return !(bits >= 0 && bits <= 32);
-      if (isIPv6(address)) return !(bits >= 0 && bits <= 128);
-      return true;
-    });
-  }
-
   allows(address: string): boolean {
     // An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d.
     const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);

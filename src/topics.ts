@@ -1,18 +1,4 @@
-/** Every section of the aggregated state, in the order snapshots list them. */
-export const TOPICS = [
-  'market_data',
-  'orderbook',
-  'trades',
-  'orders',
-  'positions',
-  'account',
-  'strategies',
-  'risk',
-  'system',
-] as const;
-export type Topic = (typeof TOPICS)[number];
-
-/** The topics a backend can publish to; `system` belongs to the hub. */
+/** The topics a backend publishes to (Redis channels `<topic>:*`), in the order snapshots list them. */
 export const INGEST_TOPICS = [
   'market_data',
   'orderbook',
@@ -21,8 +7,12 @@ export const INGEST_TOPICS = [
   'positions',
   'account',
   'strategies',
-] as const satisfies readonly Topic[];
+] as const;
 export type IngestTopic = (typeof INGEST_TOPICS)[number];
+
+/** Every section of the aggregated state: the ingest topics, then `risk` (polled) and `system` (the hub's own). */
+export const TOPICS = [...INGEST_TOPICS, 'risk', 'system'] as const;
+export type Topic = (typeof TOPICS)[number];
 
 /** Sections keyed by an id; the others (`account`, `system`) hold one object. */
 export const KEYED_TOPICS = new Set<Topic>([

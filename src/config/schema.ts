@@ -118,15 +118,7 @@ export const ConfigFileSchema = Type.Object(
         db: Type.Integer({ minimum: 0, maximum: 15, default: 0 }),
         channels: Type.Array(Type.String({ pattern: `^(${topicPrefixes}):.+$` }), {
           minItems: 1,
-          default: [
-            'market_data:*',
-            'orderbook:*',
-            'trades:*',
-            'orders:*',
-            'positions:*',
-            'account:*',
-            'strategies:*',
-          ],
+          default: INGEST_TOPICS.map((topic) => `${topic}:*`),
         }),
         /** between PINGs on the reader connection */
         health_check_interval: Duration('1s'),

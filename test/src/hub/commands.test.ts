@@ -3,24 +3,21 @@ import { describe, test } from 'node:test';
 import type { Principal } from '../../../src/access.ts';
 import { Hub, type HubOptions } from '../../../src/hub/hub.ts';
 import { StateStore } from '../../../src/state.ts';
-import { FakeSocket } from './fakes.ts';
+import { FakeSocket, hubOptions } from './fakes.ts';
 
 /** Client commands against fake sockets: the rate limit, refusals, and a token refresh. */
 
 function setup(options: Partial<HubOptions> = {}) {
   let time = 1_000_000;
-  const hub = new Hub(new StateStore(), {
-    intervals: { tui: 100, web: 250 },
-    pingInterval: 30_000,
-    readTimeout: 60_000,
-    maxSubscriptions: 3,
-    rateLimit: { messagesPerSecond: 1, burst: 2, maxViolations: 2, window: 10_000 },
-    maxBuffered: 64 * 1024,
-    maxLag: 10_000,
-    now: () => time,
-    logger: { warn() {}, error() {} },
-    ...options,
-  });
+  const hub = new Hub(
+    new StateStore(),
+    hubOptions({
+      maxSubscriptions: 3,
+      rateLimit: { messagesPerSecond: 1, burst: 2, maxViolations: 2, window: 10_000 },
+      now: () => time,
+      ...options,
+    }),
+  );
   const principal: Principal = { userId: 'u1', role: 'viewer', expiresAt: undefined };
   const socket = new FakeSocket();
   const client = hub.connect(socket, 'web', 'json', principal);

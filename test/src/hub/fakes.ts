@@ -1,4 +1,5 @@
 import { decode } from '../../../src/codec.ts';
+import type { HubOptions } from '../../../src/hub/hub.ts';
 import type { PhaseClock } from '../../../src/hub/scheduler.ts';
 import type { ClientSocket } from '../../../src/hub/session.ts';
 
@@ -84,4 +85,19 @@ export class FakeClock implements PhaseClock {
     }
     this.time = Math.max(this.time, until);
   }
+}
+
+/** Hub options for unit tests: the shipped cadences, generous limits, a silent logger; `overrides` win. */
+export function hubOptions(overrides: Partial<HubOptions> = {}): HubOptions {
+  return {
+    intervals: { tui: 100, web: 250 },
+    pingInterval: 30_000,
+    readTimeout: 60_000,
+    maxSubscriptions: 50,
+    rateLimit: { messagesPerSecond: 1000, burst: 1000, maxViolations: 10, window: 10_000 },
+    maxBuffered: 64 * 1024,
+    maxLag: 10_000,
+    logger: { warn() {}, error() {} },
+    ...overrides,
+  };
 }

@@ -6,7 +6,7 @@ import type { ChangeView, Reply, SnapshotView, WireProtocol } from '../../../src
 import { hubProtocol } from '../../../src/hub/protocols/hub.ts';
 import type { ClientType } from '../../../src/hub/session.ts';
 import { type StateOptions, StateStore } from '../../../src/state.ts';
-import { FakeClock, FakeSocket } from './fakes.ts';
+import { FakeClock, FakeSocket, hubOptions } from './fakes.ts';
 
 /**
  * The fan-out at its seams: fake sockets (ClientSocket), a fake clock, and a wire protocol that counts what it
@@ -49,19 +49,7 @@ function setup(options: Partial<HubOptions> = {}, stateOptions: StateOptions = {
   const state = new StateStore(stateOptions);
   const clock = new FakeClock();
   clock.time = 1_700_000_000_000;
-  const hub = new Hub(state, {
-    intervals: { tui: 100, web: 250 },
-    pingInterval: 30_000,
-    readTimeout: 60_000,
-    maxSubscriptions: 50,
-    rateLimit: { messagesPerSecond: 1000, burst: 1000, maxViolations: 10, window: 10_000 },
-    maxBuffered: 64 * 1024,
-    maxLag: 10_000,
-    now: () => clock.now(),
-    phaseClock: clock,
-    logger: { warn() {}, error() {} },
-    ...options,
-  });
+  const hub = new Hub(state, hubOptions({ now: () => clock.now(), phaseClock: clock, ...options }));
   function connect(subscriptions: string[], protocol: WireProtocol, type: ClientType = 'tui') {
     const socket = new FakeSocket();
     const client = hub.connect(socket, type, protocol.format, undefined, protocol);

@@ -6,7 +6,7 @@ import type { ClientType, HubClient } from '../../../src/hub/session.ts';
 import type { Json } from '../../../src/merge-patch.ts';
 import { SINGLE, StateStore } from '../../../src/state.ts';
 import { buildFilter } from '../../../src/topics.ts';
-import { FakeSocket } from './fakes.ts';
+import { FakeSocket, hubOptions } from './fakes.ts';
 
 /**
  * The Hub against StateStore and fake sockets (the ClientSocket interface): what a tick, a group or one socket
@@ -24,13 +24,7 @@ function setup(options: Partial<HubOptions> = {}) {
   const lines: LogLine[] = [];
   let time = 1_000_000;
   const hub = new Hub(state, {
-    intervals: { tui: 100, web: 250 },
-    pingInterval: 30_000,
-    readTimeout: 60_000,
-    maxSubscriptions: 50,
-    rateLimit: { messagesPerSecond: 1000, burst: 1000, maxViolations: 10, window: 10_000 },
-    maxBuffered: 64 * 1024,
-    maxLag: 10_000,
+    ...hubOptions(),
     now: () => time,
     logger: {
       warn: (object, message) => lines.push({ level: 'warn', object: object as never, message }),
