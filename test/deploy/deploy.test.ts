@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type ChildRun, collect } from '../helpers/child.ts';
 import { freePort, TestRedis } from '../helpers/redis.ts';
-import { TEST_SECRET } from '../helpers/tokens.ts';
+import { SECRET_A } from '../helpers/tokens.ts';
 
 /**
  * deploy.sh end to end, into a temporary root with --root DIR --no-systemctl: a fresh install, an upgrade that
@@ -174,9 +174,9 @@ describe('deploy.sh --root DIR --no-systemctl', () => {
     redis = await TestRedis.start();
     // The operator's part of a first install: the login service's secret, root-only.
     mkdirSync(etc, { recursive: true });
-    writeFileSync(join(etc, 'jwt-secret'), `${TEST_SECRET}\n`, { mode: 0o600 });
+    writeFileSync(join(etc, 'jwt-secret'), `${SECRET_A}\n`, { mode: 0o600 });
     mkdirSync(credentials);
-    writeFileSync(join(credentials, 'jwt-secret'), `${TEST_SECRET}\n`, { mode: 0o600 });
+    writeFileSync(join(credentials, 'jwt-secret'), `${SECRET_A}\n`, { mode: 0o600 });
   });
   after(async () => {
     await redis?.kill();

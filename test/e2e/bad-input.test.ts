@@ -6,7 +6,7 @@ import WebSocket from 'ws';
 import type { JsonObject } from '../../src/client.ts';
 import { encode } from '../../src/codec.ts';
 import { type RunningApp, startStack, stopStack } from '../helpers/app.ts';
-import { connectClient, rawSocket, viewWhere } from '../helpers/client.ts';
+import { connectClient, openSocket, viewWhere } from '../helpers/client.ts';
 import type { TestRedis } from '../helpers/redis.ts';
 
 let redis: TestRedis;
@@ -64,8 +64,8 @@ describe('bad Redis payloads', () => {
 
 describe('bad client messages', () => {
   test('get an error with a code; the connection and its subscriptions stay', async () => {
-    const raw = await rawSocket(running.url, 'type=tui&format=json');
-    raw.socket.send(JSON.stringify({ action: 'subscribe', subscriptions: ['account'] }));
+    const raw = await openSocket(running.url, { query: 'type=tui&format=json' });
+    raw.ws.send(JSON.stringify({ action: 'subscribe', subscriptions: ['account'] }));
     assert.equal((await raw.nextMessage(0)).type, 'subscribed');
     assert.equal((await raw.nextMessage(1)).type, 'state_update');
     const cases: [string | Buffer, string][] = [
@@ -83,23 +83,23 @@ describe('bad client messages', () => {
     ];
     let index = 2;
     for (const [frame, code] of cases) {
-      raw.socket.send(frame);
+      raw.ws.send(frame);
       const reply = await raw.nextMessage(index++);
       assert.equal(reply.type, 'error', `for ${String(frame).slice(0, 40)}`);
       assert.equal(reply.code, code, `for ${String(frame).slice(0, 40)}`);
       assert.equal(typeof reply.message, 'string');
     }
     // Still subscribed to account, and only to it.
-    raw.socket.send(JSON.stringify({ action: 'subscribe', subscriptions: [] }));
+    raw.ws.send(JSON.stringify({ action: 'subscribe', subscriptions: [] }));
     const state = await raw.nextMessage(index++);
     assert.deepEqual(state.subscriptions, ['account']);
     assert.ok((await metric('dashboard_client_messages_rejected_total', 'code="unknown_topic"')) >= 2);
-    raw.socket.close();
+    raw.ws.close();
   });
 
   test('MessagePack clients may send binary frames; garbage binary is rejected', async () => {
-    const raw = await rawSocket(running.url, 'type=web&format=msgpack');
-    raw.socket.send(encode('msgpack', { action: 'subscribe', subscriptions: ['system'] }));
+    const raw = await openSocket(running.url, { query: 'type=web&format=msgpack' });
+    raw.ws.send(encode('msgpack', { action: 'subscribe', subscriptions: ['system'] }));
     const reply = await raw.nextMessage(0);
     assert.equal(reply.type, 'subscribed');
     const snapshot = await raw.nextMessage(1);
@@ -107,17 +107,16 @@ describe('bad client messages', () => {
       (snapshot.data as JsonObject & { system: JsonObject }).system.epoch,
       running.app.state.epoch,
     );
-    raw.socket.send(Buffer.from([0xc1, 0xc1, 0xc1]));
+    raw.ws.send(Buffer.from([0xc1, 0xc1, 0xc1]));
     const error = await raw.nextMessage(2);
     assert.equal(error.code, 'invalid_message');
-    raw.socket.close();
+    raw.ws.close();
   });
 
   test('a frame above websocket.max_message_size closes that socket with 1009', async () => {
-    const raw = await rawSocket(running.url);
-    const closed = once(raw.socket, 'close');
-    raw.socket.send('x'.repeat(5000));
-    const [code] = await closed;
+    const raw = await openSocket(running.url);
+    raw.ws.send('x'.repeat(5000));
+    const { code } = await raw.closed;
     assert.equal(code, 1009);
   });
 

@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import type { DashboardClient, DiffUpdate, JsonObject } from '../../src/client.ts';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
-import { connectClient, rawSocket, viewWhere } from '../helpers/client.ts';
+import { connectClient, openSocket, viewWhere } from '../helpers/client.ts';
 import { TestRedis } from '../helpers/redis.ts';
 
 let redis: TestRedis;
@@ -190,17 +190,17 @@ describe('live data path', () => {
   });
 
   test('a client with no subscription receives nothing but replies', async () => {
-    const raw = await rawSocket(running.url, 'type=tui');
+    const raw = await openSocket(running.url, { query: 'type=tui' });
     const subscribed = await client({ type: 'tui' });
     await subscribed.subscribe(['market_data:NOSUB']);
     await publish('market_data:NOSUB', { last_price: 1 });
     // The subscribed client got the change, so the tick that would have reached the raw socket has passed.
     await viewWhere(subscribed, (d) => price(d, 'NOSUB') === 1);
-    raw.socket.send(JSON.stringify({ action: 'ping' }));
+    raw.ws.send(JSON.stringify({ action: 'ping' }));
     const reply = await raw.nextMessage(0);
     assert.equal(reply.type, 'pong');
     assert.equal(raw.messages.length, 1);
-    raw.socket.close();
+    raw.ws.close();
   });
 
   test('updates within one tick collapse into one diff holding the latest values', async () => {
@@ -297,20 +297,20 @@ describe('live data path', () => {
   });
 
   test('resync and the web UI message forms', async () => {
-    const raw = await rawSocket(running.url, 'type=web');
-    raw.socket.send(JSON.stringify({ type: 'subscribe', channels: ['account'] }));
+    const raw = await openSocket(running.url, { query: 'type=web' });
+    raw.ws.send(JSON.stringify({ type: 'subscribe', channels: ['account'] }));
     assert.equal((await raw.nextMessage(0)).type, 'subscribed');
     assert.equal((await raw.nextMessage(1)).type, 'state_update');
-    raw.socket.send(JSON.stringify({ type: 'refresh' }));
+    raw.ws.send(JSON.stringify({ type: 'refresh' }));
     const refreshed = await raw.nextMessage(2);
     assert.equal(refreshed.type, 'state_update');
-    raw.socket.send(JSON.stringify({ type: 'ping' }));
+    raw.ws.send(JSON.stringify({ type: 'ping' }));
     assert.equal((await raw.nextMessage(3)).type, 'pong');
-    raw.socket.send(JSON.stringify({ action: 'resync' }));
+    raw.ws.send(JSON.stringify({ action: 'resync' }));
     assert.equal((await raw.nextMessage(4)).type, 'state_update');
-    raw.socket.send(JSON.stringify({ type: 'unsubscribe', channels: ['account'] }));
+    raw.ws.send(JSON.stringify({ type: 'unsubscribe', channels: ['account'] }));
     const unsubscribed = await raw.nextMessage(5);
     assert.deepEqual(unsubscribed.subscriptions, []);
-    raw.socket.close();
+    raw.ws.close();
   });
 });

@@ -7,8 +7,8 @@ import type { JsonObject, StateUpdate } from '../../src/client.ts';
 import { configFromDocument } from '../../src/config/load.ts';
 import { waitReady } from '../helpers/app.ts';
 import { connectClient } from '../helpers/client.ts';
+import { logCollector } from '../helpers/logs.ts';
 import { TestRedis } from '../helpers/redis.ts';
-import { logCollector } from '../helpers/security-sockets.ts';
 
 /**
  * The snapshot keys (`market_data:*`) are read again at every start and reconnect, so a bad one would come back after

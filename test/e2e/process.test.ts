@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { connectClient } from '../helpers/client.ts';
 import { freePort, TestRedis } from '../helpers/redis.ts';
-import { signToken, TEST_SECRET } from '../helpers/tokens.ts';
+import { SECRET_A, signToken } from '../helpers/tokens.ts';
 
 const root = new URL('../..', import.meta.url).pathname;
 const server = join(root, 'src/server.ts');
@@ -109,7 +109,7 @@ describe('a running service', () => {
       DASHBOARD_SERVER__HOST: '127.0.0.1',
       DASHBOARD_REDIS__URL: redis.url,
       // The shipped config reads the secret from a file; a fresh clone has none yet, so point it at one.
-      DASHBOARD_AUTH__JWT__SECRET_FILE: secretFile(TEST_SECRET),
+      DASHBOARD_AUTH__JWT__SECRET_FILE: secretFile(SECRET_A),
     });
     t.after(() => service.child.kill('SIGKILL'));
     // Wait for the listening log line rather than polling the port.
@@ -139,7 +139,7 @@ describe('a running service', () => {
       DASHBOARD_SERVER__HOST: '127.0.0.1',
       DASHBOARD_SERVER__SHUTDOWN_TIMEOUT: '20s',
       DASHBOARD_REDIS__URL: redis.url,
-      DASHBOARD_AUTH__JWT__SECRET_FILE: secretFile(TEST_SECRET),
+      DASHBOARD_AUTH__JWT__SECRET_FILE: secretFile(SECRET_A),
     });
     t.after(() => service.child.kill('SIGKILL'));
     await new Promise<void>((resolve, reject) => {

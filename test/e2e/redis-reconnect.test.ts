@@ -6,8 +6,8 @@ import type { Redis } from 'ioredis';
 import type { DashboardClient, JsonObject } from '../../src/client.ts';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
 import { connectClient, viewWhere } from '../helpers/client.ts';
+import { logCollector } from '../helpers/logs.ts';
 import { TestRedis } from '../helpers/redis.ts';
-import { logCollector } from '../helpers/security-sockets.ts';
 
 let redis: TestRedis;
 let running: RunningApp;

@@ -5,8 +5,8 @@ import type { Redis } from 'ioredis';
 import type { DashboardClient, JsonObject } from '../../src/client.ts';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
 import { connectClient, viewWhere } from '../helpers/client.ts';
+import { logCollector } from '../helpers/logs.ts';
 import { TestRedis } from '../helpers/redis.ts';
-import { logCollector } from '../helpers/security-sockets.ts';
 
 /**
  * A Redis that stops answering without closing its connections (SIGSTOP: a frozen host, a stuck disk, a swapped-out

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { type RunningApp, startStack, stopStack } from '../helpers/app.ts';
-import { rawSocket } from '../helpers/client.ts';
+import { openSocket, type WatchedSocket } from '../helpers/client.ts';
 import type { TestRedis } from '../helpers/redis.ts';
 
 // A group is spread from 25 clients per phase: 4 phases → 100 clients, and gathered below 80.
@@ -26,25 +26,24 @@ before(async () => {
 });
 after(() => stopStack({ redis, publisher, running }));
 
-type Socket = Awaited<ReturnType<typeof rawSocket>>;
 interface Frame {
-  type: string;
+  type?: string;
   timestamp?: string;
   data?: { market_data?: Record<string, { last_price: number }> };
   changes?: { market_data?: Record<string, { last_price: number } | null> };
 }
 
-async function subscribed(symbol: string, count: number): Promise<Socket[]> {
-  const sockets: Socket[] = [];
+async function subscribed(symbol: string, count: number): Promise<WatchedSocket[]> {
+  const sockets: WatchedSocket[] = [];
   for (let batch = 0; batch < count; batch += 20) {
     const size = Math.min(20, count - batch);
     const opened = await Promise.all(
-      Array.from({ length: size }, () => rawSocket(running.url, 'type=tui&format=json')),
+      Array.from({ length: size }, () => openSocket(running.url, { query: 'type=tui&format=json' })),
     );
     await Promise.all(
       opened.map(async (socket) => {
         const from = socket.messages.length;
-        socket.socket.send(JSON.stringify({ action: 'subscribe', subscriptions: [`market_data:${symbol}`] }));
+        socket.ws.send(JSON.stringify({ action: 'subscribe', subscriptions: [`market_data:${symbol}`] }));
         await socket.nextMessage(from + 1); // `subscribed`, then the snapshot
       }),
     );
@@ -53,7 +52,7 @@ async function subscribed(symbol: string, count: number): Promise<Socket[]> {
   return sockets;
 }
 
-function lastPrice(socket: Socket, symbol: string): number | undefined {
+function lastPrice(socket: WatchedSocket, symbol: string): number | undefined {
   for (let i = socket.messages.length - 1; i >= 0; i--) {
     const frame = socket.messages[i] as Frame;
     const entity = frame.changes?.market_data?.[symbol] ?? frame.data?.market_data?.[symbol];
@@ -63,7 +62,11 @@ function lastPrice(socket: Socket, symbol: string): number | undefined {
 }
 
 /** Publishes a rising price on both symbols every 10 ms until every socket holds the `target` price. */
-async function publishUntilAllSee(sockets: Socket[], symbols: string[], target: number): Promise<void> {
+async function publishUntilAllSee(
+  sockets: WatchedSocket[],
+  symbols: string[],
+  target: number,
+): Promise<void> {
   let price = 0;
   const deadline = Date.now() + 15_000;
   while (sockets.some((socket) => symbols.some((symbol) => lastPrice(socket, symbol) !== target))) {
@@ -81,7 +84,7 @@ async function publishUntilAllSee(sockets: Socket[], symbols: string[], target: 
   }
 }
 
-function diffTimes(socket: Socket, from: number): number[] {
+function diffTimes(socket: WatchedSocket, from: number): number[] {
   return socket.messages
     .slice(from)
     .filter((frame) => (frame as Frame).type === 'diff_update')
@@ -133,7 +136,7 @@ test('a large group is sent in slices spread over the interval, each client once
   }
 
   // Fewer than 20 per phase: the group is sent whole again, one encode per interval.
-  for (const socket of large.splice(0, 40)) socket.socket.close();
+  for (const socket of large.splice(0, 40)) socket.ws.close();
   const closing = Date.now();
   while (running.app.hub.clients.size > LARGE - 40 + SMALL) {
     assert.ok(Date.now() - closing < 5000, 'closed sockets were not dropped');
@@ -144,5 +147,5 @@ test('a large group is sent in slices spread over the interval, each client once
   await publishUntilAllSee(large, ['SPREAD'], 110);
   const { rate: gatheredRate } = await encodesPerInterval(() => publishUntilAllSee(large, ['SPREAD'], 200));
   assert.ok(gatheredRate < 1.6, `gathered group: ${gatheredRate} encodes per interval`);
-  for (const socket of [...large, ...small]) socket.socket.close();
+  for (const socket of [...large, ...small]) socket.ws.close();
 });

@@ -6,10 +6,10 @@ import type { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import type { DashboardClient, JsonObject } from '../../src/client.ts';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
-import { connectClient, viewWhere } from '../helpers/client.ts';
+import { connectClient, tryUpgrade, viewWhere } from '../helpers/client.ts';
 import { TestRedis } from '../helpers/redis.ts';
 import { startServerProcess } from '../helpers/security-process.ts';
-import { maskedFrame, tryUpgrade, upgradedSocket } from '../helpers/security-sockets.ts';
+import { maskedFrame, upgradedSocket } from '../helpers/security-sockets.ts';
 
 /**
  * Shutdown with a client that never reads and never answers the close handshake: server.shutdown_timeout is the

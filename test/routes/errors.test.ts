@@ -7,7 +7,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { type RunningApp, startApp } from '../helpers/app.ts';
 import { connectClient } from '../helpers/client.ts';
 import { freePort } from '../helpers/redis.ts';
-import { authOn, hsToken } from '../helpers/security-tokens.ts';
+import { authOn, signToken } from '../helpers/tokens.ts';
 
 /**
  * Every HTTP 4xx/5xx answers `{"error": code, "message": …}` as JSON and nothing else (docs/operations.md),
@@ -52,7 +52,7 @@ describe('one error shape', () => {
   let requests = 0;
   const inject = (url: string, options: { headers?: Record<string, string>; remoteAddress?: string } = {}) =>
     running.app.inject({ method: 'GET', url, remoteAddress: `192.0.2.${++requests}`, ...options });
-  const viewer = () => ({ authorization: `Bearer ${hsToken({ userId: 'u1', role: 'viewer' })}` });
+  const viewer = () => ({ authorization: `Bearer ${signToken({ userId: 'u1', role: 'viewer' })}` });
 
   test('400: a query parameter that fails its schema, and an unknown topic', async () => {
     const ws = assertShape(await inject('/ws?type=bogus', { headers: viewer() }), 400, 'invalid_request');
@@ -134,7 +134,7 @@ describe('one error shape', () => {
     assert.equal(body.status, 'not_ready');
     assert.equal(body.reason, body.message);
 
-    const client = await connectClient(running.url, { token: hsToken({ userId: 'u2', role: 'viewer' }) });
+    const client = await connectClient(running.url, { token: signToken({ userId: 'u2', role: 'viewer' }) });
     try {
       assertShape(await inject('/ws', { headers: viewer() }), 503, 'server_full');
     } finally {

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import type { JsonObject } from '../../src/client.ts';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
-import { connectClient, rawSocket, viewWhere } from '../helpers/client.ts';
+import { connectClient, openSocket, viewWhere } from '../helpers/client.ts';
 import { freePort, TestRedis } from '../helpers/redis.ts';
 
 describe('HTTP routes with Redis up', () => {
@@ -85,14 +84,14 @@ describe('HTTP routes with Redis up', () => {
 
   test('a client that answers no ping within read_timeout is terminated', async () => {
     // autoPong off: this socket never answers the server's pings.
-    const silent = await rawSocket(running.url, 'type=tui', { autoPong: false });
-    const healthy = await rawSocket(running.url, 'type=tui');
-    const [code] = await once(silent.socket, 'close');
+    const silent = await openSocket(running.url, { query: 'type=tui', clientOptions: { autoPong: false } });
+    const healthy = await openSocket(running.url, { query: 'type=tui' });
+    const { code } = await silent.closed;
     assert.equal(code, 1006);
-    assert.equal(healthy.socket.readyState, WebSocket.OPEN);
+    assert.equal(healthy.ws.readyState, WebSocket.OPEN);
     const metrics = await (await fetch(`${running.url}/metrics`)).text();
     assert.match(metrics, /dashboard_disconnects_total\{code="terminated"\} [1-9]/);
-    healthy.socket.close();
+    healthy.ws.close();
   });
 });
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { describe, test } from 'node:test';
 import { type ChildRun, collect } from '../helpers/child.ts';
 
@@ -29,6 +30,12 @@ const ENTRY_POINTS: Record<string, string> = {
   'bench/naive-server.ts': 'naive-server',
 };
 
+/**
+ * The cases are independent children, run side by side: as many at once as there are CPUs (each child is CPU-bound,
+ * starting Node and loading its modules, so more would only queue), and at least two.
+ */
+const concurrency = Math.max(2, availableParallelism());
+
 function run(file: string, args: string[]): Promise<ChildRun> {
   const child = spawn(process.execPath, ['--no-warnings', file, ...args], {
     cwd: root,
@@ -40,7 +47,7 @@ function run(file: string, args: string[]): Promise<ChildRun> {
   return collect(child);
 }
 
-describe('every entry point: --help and an unknown option', { concurrency: 2 }, () => {
+describe('every entry point: --help and an unknown option', { concurrency }, () => {
   for (const [file, name] of Object.entries(ENTRY_POINTS)) {
     test(`${file} --help prints its usage and exits 0`, async () => {
       const { code, stdout, stderr } = await run(file, ['--help']);
@@ -59,7 +66,7 @@ describe('every entry point: --help and an unknown option', { concurrency: 2 }, 
   }
 });
 
-describe('other command lines: a bad one is one line and exit 2', { concurrency: 2 }, () => {
+describe('other command lines: a bad one is one line and exit 2', { concurrency }, () => {
   const cases: [string, string[], string][] = [
     ['src/server.ts', ['--config'], 'dashboard-server: option -c, --config needs a value (see --help)\n'],
     ['src/server.ts', ['extra'], 'dashboard-server: unexpected argument extra (see --help)\n'],

@@ -2,22 +2,21 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { type RunningApp, startApp } from '../helpers/app.ts';
+import { openSocket, refusedUpgrade, type UpgradeOptions } from '../helpers/client.ts';
 import { TestRedis } from '../helpers/redis.ts';
 import { type ServerProcess, startServerProcess } from '../helpers/security-process.ts';
-import { openSocket, refusedUpgrade, type UpgradeOptions } from '../helpers/security-sockets.ts';
 import {
-  asymmetricToken,
   authOn,
   ecKeys,
   forgedHmacToken,
-  hsToken,
   nowSeconds,
   rsaKeys,
   SECRET_A,
   SECRET_B,
   SECRET_OTHER,
-} from '../helpers/security-tokens.ts';
-import { unsignedToken } from '../helpers/tokens.ts';
+  signToken,
+  unsignedToken,
+} from '../helpers/tokens.ts';
 
 /**
  * The /ws upgrade checks its token before any socket exists: every bad token is an HTTP 401 with a JSON body
@@ -145,7 +144,7 @@ describe('refused upgrades: 401, no socket', () => {
   });
 
   test('malformed tokens, in each place a token may travel', async () => {
-    const malformed = ['not-a-jwt', 'a.b.c', 'eyJhbGciOiJIUzI1NiJ9..', `${hsToken({ userId: 'u1' })}x`];
+    const malformed = ['not-a-jwt', 'a.b.c', 'eyJhbGciOiJIUzI1NiJ9..', `${signToken({ userId: 'u1' })}x`];
     for (const token of malformed) {
       for (const via of ['header', 'subprotocol', 'query'] as const) {
         await assertUnauthorized(hs, { token, via }, 'invalid_token', `${token.slice(0, 20)} via ${via}`);
@@ -154,15 +153,15 @@ describe('refused upgrades: 401, no socket', () => {
   });
 
   test('a signature by a secret the server does not hold', async () => {
-    await assertUnauthorized(hs, { token: hsToken({ userId: 'u1' }, SECRET_OTHER) }, 'invalid_token', 'hs');
+    await assertUnauthorized(hs, { token: signToken({ userId: 'u1' }, SECRET_OTHER) }, 'invalid_token', 'hs');
     await assertUnauthorized(
       mixed,
-      { token: hsToken({ userId: 'u1', role: 'admin' }, SECRET_OTHER) },
+      { token: signToken({ userId: 'u1', role: 'admin' }, SECRET_OTHER) },
       'invalid_token',
       'mixed',
     );
     // A payload changed after signing (role escalation) breaks the signature.
-    const [header, , signature] = hsToken({ userId: 'u1', role: 'viewer' }).split('.');
+    const [header, , signature] = signToken({ userId: 'u1', role: 'viewer' }).split('.');
     const payload = Buffer.from(
       JSON.stringify({ userId: 'u1', role: 'admin', exp: nowSeconds() + 600 }),
     ).toString('base64url');
@@ -204,27 +203,27 @@ describe('refused upgrades: 401, no socket', () => {
     const relabelled = forgedHmacToken({ alg: 'RS256', typ: 'JWT' }, claims, rsaKeys().publicKey);
     await assertUnauthorized(mixed, { token: relabelled }, 'invalid_token', 'RS256 label, HMAC signature');
     // And the other way round: an RS256 token is no use where only HS256 is configured.
-    const rs = asymmetricToken({ userId: 'u1' }, rsaKeys().privateKey, 'RS256');
+    const rs = signToken({ userId: 'u1' }, rsaKeys().privateKey, 'RS256');
     await assertUnauthorized(hs, { token: rs }, 'invalid_token', 'RS256 against HS256 only');
   });
 
   test('expired tokens say token_expired', async () => {
     // Well past the default 5 s clock tolerance.
-    const old = hsToken({ userId: 'u1', exp: nowSeconds() - 3600 });
+    const old = signToken({ userId: 'u1', exp: nowSeconds() - 3600 });
     await assertUnauthorized(hs, { token: old }, 'token_expired', 'an hour ago');
     await assertUnauthorized(hs, { token: old, via: 'query' }, 'token_expired', 'an hour ago, query');
     // With clock_tolerance 0s, a token two seconds past its exp is refused too.
-    const recent = hsToken({ userId: 'u1', iss: ISSUER, aud: AUDIENCE, exp: nowSeconds() - 2 });
+    const recent = signToken({ userId: 'u1', iss: ISSUER, aud: AUDIENCE, exp: nowSeconds() - 2 });
     await assertUnauthorized(strict, { token: recent }, 'token_expired', 'two seconds ago, no tolerance');
     // An expired token with a wrong signature is refused for the signature, not reported as expired.
-    const forged = hsToken({ userId: 'u1', exp: nowSeconds() - 3600 }, SECRET_OTHER);
+    const forged = signToken({ userId: 'u1', exp: nowSeconds() - 3600 }, SECRET_OTHER);
     await assertUnauthorized(hs, { token: forged }, 'invalid_token', 'expired and forged');
   });
 
   test('a token that is not yet valid (nbf in the future)', async () => {
-    const token = hsToken({ userId: 'u1', nbf: nowSeconds() + 3600 });
+    const token = signToken({ userId: 'u1', nbf: nowSeconds() + 3600 });
     await assertUnauthorized(hs, { token }, 'invalid_token', 'nbf in an hour');
-    const soon = hsToken({ userId: 'u1', iss: ISSUER, aud: AUDIENCE, nbf: nowSeconds() + 60 });
+    const soon = signToken({ userId: 'u1', iss: ISSUER, aud: AUDIENCE, nbf: nowSeconds() + 60 });
     await assertUnauthorized(strict, { token: soon }, 'invalid_token', 'nbf in a minute, no tolerance');
   });
 
@@ -236,11 +235,11 @@ describe('refused upgrades: 401, no socket', () => {
       [{ userId: 'u1', iss: ISSUER, aud: ['another-service', 'billing'] }, 'audience list without ours'],
     ];
     for (const [claims, label] of cases) {
-      await assertUnauthorized(strict, { token: hsToken(claims) }, 'invalid_token', label);
+      await assertUnauthorized(strict, { token: signToken(claims) }, 'invalid_token', label);
     }
     // The right issuer and audience get in: the refusals above are about the claims, not the setup.
     const socket = await openSocket(strict.url, {
-      token: hsToken({ userId: 'u1', iss: ISSUER, aud: AUDIENCE }),
+      token: signToken({ userId: 'u1', iss: ISSUER, aud: AUDIENCE }),
     });
     await socket.close();
   });
@@ -248,17 +247,17 @@ describe('refused upgrades: 401, no socket', () => {
   test('a token without iss or aud where auth.jwt.issuer and audience are configured', async () => {
     await assertUnauthorized(
       strict,
-      { token: hsToken({ userId: 'u1', aud: AUDIENCE }) },
+      { token: signToken({ userId: 'u1', aud: AUDIENCE }) },
       'invalid_token',
       'no iss',
     );
     await assertUnauthorized(
       strict,
-      { token: hsToken({ userId: 'u1', iss: ISSUER }) },
+      { token: signToken({ userId: 'u1', iss: ISSUER }) },
       'invalid_token',
       'no aud',
     );
-    await assertUnauthorized(strict, { token: hsToken({ userId: 'u1' }) }, 'invalid_token', 'neither');
+    await assertUnauthorized(strict, { token: signToken({ userId: 'u1' }) }, 'invalid_token', 'neither');
   });
 
   test('tokens without exp or without a user', async () => {
@@ -274,7 +273,7 @@ describe('refused upgrades: 401, no socket', () => {
       { userId: { id: 1 } },
       { user_id: null },
     ]) {
-      await assertUnauthorized(hs, { token: hsToken(claims) }, 'invalid_token', JSON.stringify(claims));
+      await assertUnauthorized(hs, { token: signToken(claims) }, 'invalid_token', JSON.stringify(claims));
     }
   });
 });
@@ -282,7 +281,7 @@ describe('refused upgrades: 401, no socket', () => {
 describe('accepted upgrades', () => {
   test('login-service claims {userId, email}: the role falls back to viewer', async () => {
     const socket = await openSocket(hs.url, {
-      token: hsToken({ userId: 'alice', email: 'alice@example.com' }),
+      token: signToken({ userId: 'alice', email: 'alice@example.com' }),
     });
     const client = [...hs.app.hub.clients].find((c) => c.principal.userId === 'alice');
     assert.equal(client?.principal.role, 'viewer');
@@ -303,7 +302,7 @@ describe('accepted upgrades', () => {
   });
 
   test('API-gateway claims {user_id, role} signed with the second secret', async () => {
-    const token = hsToken({ user_id: 'gw-7', role: 'trader' }, SECRET_B);
+    const token = signToken({ user_id: 'gw-7', role: 'trader' }, SECRET_B);
     const socket = await openSocket(hs.url, { token });
     const client = [...hs.app.hub.clients].find((c) => c.principal.userId === 'gw-7');
     assert.equal(client?.principal.role, 'trader');
@@ -318,9 +317,9 @@ describe('accepted upgrades', () => {
   });
 
   test('RS256 and ES256 tokens against a config with a secret and both public keys', async () => {
-    const rs = asymmetricToken({ userId: 'rs-user', role: 'trader' }, rsaKeys().privateKey, 'RS256');
-    const es = asymmetricToken({ userId: 'es-user' }, ecKeys().privateKey, 'ES256');
-    const hsMixed = hsToken({ userId: 'hs-user' });
+    const rs = signToken({ userId: 'rs-user', role: 'trader' }, rsaKeys().privateKey, 'RS256');
+    const es = signToken({ userId: 'es-user' }, ecKeys().privateKey, 'ES256');
+    const hsMixed = signToken({ userId: 'hs-user' });
     for (const token of [rs, es, hsMixed]) {
       const socket = await openSocket(mixed.url, { token });
       const pong = await socket.request({ action: 'ping' }, 'pong');
@@ -333,30 +332,30 @@ describe('accepted upgrades', () => {
       privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
       publicKeyEncoding: { type: 'spki', format: 'pem' },
     });
-    const foreign = asymmetricToken({ userId: 'rs-user' }, otherRsa.privateKey, 'RS256');
+    const foreign = signToken({ userId: 'rs-user' }, otherRsa.privateKey, 'RS256');
     await assertUnauthorized(mixed, { token: foreign }, 'invalid_token', 'RS256 by an unknown key');
   });
 
   test('RS256 tokens against an RS256-only config (public_key, no secret)', async () => {
     const running = rsaApp();
-    const rs = asymmetricToken({ userId: 'rs-user', role: 'trader' }, rsaKeys().privateKey, 'RS256');
+    const rs = signToken({ userId: 'rs-user', role: 'trader' }, rsaKeys().privateKey, 'RS256');
     const socket = await openSocket(running.url, { token: rs });
     assert.equal((await socket.request({ action: 'ping' }, 'pong')).type, 'pong');
     await socket.close();
-    const es = asymmetricToken({ userId: 'es-user' }, ecKeys().privateKey, 'ES256');
+    const es = signToken({ userId: 'es-user' }, ecKeys().privateKey, 'ES256');
     await assertUnauthorized(running, { token: es }, 'invalid_token', 'ES256 against RS256 only');
   });
 
   test('ES256 tokens against an ES256-only config (public_key, no secret)', async () => {
     const running = ecApp();
-    const es = asymmetricToken({ userId: 'es-user' }, ecKeys().privateKey, 'ES256');
+    const es = signToken({ userId: 'es-user' }, ecKeys().privateKey, 'ES256');
     const socket = await openSocket(running.url, { token: es });
     assert.equal((await socket.request({ action: 'ping' }, 'pong')).type, 'pong');
     await socket.close();
   });
 
   test('the token in Authorization: Bearer, in the bearer subprotocol and in ?token=', async () => {
-    const token = hsToken({ userId: 'carrier' });
+    const token = signToken({ userId: 'carrier' });
     const header = await openSocket(hs.url, { token, via: 'header' });
     const subprotocol = await openSocket(hs.url, { token, via: 'subprotocol' });
     const query = await openSocket(hs.url, { token, via: 'query' });

@@ -3,10 +3,9 @@ import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import type { JsonObject } from '../../src/client.ts';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
-import { connectClient, viewWhere } from '../helpers/client.ts';
+import { connectClient, openSocket, viewWhere } from '../helpers/client.ts';
 import { TestRedis } from '../helpers/redis.ts';
-import { openSocket } from '../helpers/security-sockets.ts';
-import { authOn, hsToken } from '../helpers/security-tokens.ts';
+import { authOn, signToken } from '../helpers/tokens.ts';
 
 /**
  * A client that floods its socket is answered `rate_limited`, then closed with 4029; its bucket is its own, so
@@ -42,7 +41,7 @@ after(async () => {
 
 /** Sends `count` pings in one go and waits for the close; returns what the flooder saw. */
 async function flood(userId: string, count = 100) {
-  const flooder = await openSocket(running.url, { token: hsToken({ userId }) });
+  const flooder = await openSocket(running.url, { token: signToken({ userId }) });
   for (let i = 0; i < count; i++) flooder.send({ action: 'ping' });
   const closed = await flooder.closed;
   const codes = flooder.messages.map((m) => (m.type === 'error' ? m.code : m.type));
@@ -53,13 +52,13 @@ describe('a flooding client', () => {
   test('gets rate_limited errors, then 4029; other clients keep their diffs', async () => {
     const observer = await connectClient(running.url, {
       type: 'tui',
-      token: hsToken({ userId: 'observer', role: 'trader' }),
+      token: signToken({ userId: 'observer', role: 'trader' }),
     });
     await observer.subscribe(['market_data']);
     // A second socket of the flooder's own user: its bucket is not the flooder's.
-    const sibling = await openSocket(running.url, { token: hsToken({ userId: 'flooder' }) });
+    const sibling = await openSocket(running.url, { token: signToken({ userId: 'flooder' }) });
 
-    const flooder = await openSocket(running.url, { token: hsToken({ userId: 'flooder' }) });
+    const flooder = await openSocket(running.url, { token: signToken({ userId: 'flooder' }) });
     for (let i = 0; i < 100; i++) flooder.send({ action: 'ping' });
     // Published while the flood is being handled.
     await publisher.publish('market_data:DURING', JSON.stringify({ last_price: 1 }));

@@ -4,9 +4,9 @@ import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
-import { connectClient, rawSocket, viewWhere } from '../helpers/client.ts';
+import { connectClient, openSocket, viewWhere } from '../helpers/client.ts';
+import { logCollector } from '../helpers/logs.ts';
 import { TestRedis } from '../helpers/redis.ts';
-import { logCollector } from '../helpers/security-sockets.ts';
 
 /** Frames `ws` refuses end that connection only: the right close code, one log line per second, a counter. */
 
@@ -48,7 +48,7 @@ test('oversized and malformed frames close that socket only, are counted and log
 
   // Over websocket.max_message_size: 1009, five times within a second.
   for (let i = 0; i < 5; i++) {
-    const { socket } = await rawSocket(running.url, 'type=web&format=json');
+    const { ws: socket } = await openSocket(running.url, { query: 'type=web&format=json' });
     const closed = once(socket, 'close');
     socket.send('x'.repeat(2048));
     const [code] = (await closed) as [number];

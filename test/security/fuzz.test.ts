@@ -7,11 +7,9 @@ import type { DashboardClient, JsonObject } from '../../src/client.ts';
 import { encode } from '../../src/codec.ts';
 import { buildFilter, validateSubscription } from '../../src/topics.ts';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
-import { connectClient, viewWhere } from '../helpers/client.ts';
+import { connectClient, openSocket, viewWhere, type WatchedSocket } from '../helpers/client.ts';
 import { TestRedis } from '../helpers/redis.ts';
-import { openSocket, type WatchedSocket } from '../helpers/security-sockets.ts';
-import { authOn, hsToken, nowSeconds, SECRET_OTHER } from '../helpers/security-tokens.ts';
-import { unsignedToken } from '../helpers/tokens.ts';
+import { authOn, nowSeconds, SECRET_OTHER, signToken, unsignedToken } from '../helpers/tokens.ts';
 
 /**
  * Random frames from two authenticated clients (one JSON, one MessagePack): random bytes as binary frames,
@@ -60,10 +58,10 @@ before(async () => {
   await waitReady(running.app);
   observer = await connectClient(running.url, {
     type: 'tui',
-    token: hsToken({ userId: 'observer', role: 'trader' }),
+    token: signToken({ userId: 'observer', role: 'trader' }),
   });
   await observer.subscribe(OBSERVED);
-  const fuzzerToken = hsToken({ userId: 'fuzzer', role: 'trader' });
+  const fuzzerToken = signToken({ userId: 'fuzzer', role: 'trader' });
   fuzzers = [
     await openSocket(running.url, { token: fuzzerToken, query: 'type=tui&format=json' }),
     await openSocket(running.url, { token: fuzzerToken, query: 'type=web&format=msgpack' }),
@@ -79,12 +77,12 @@ after(async () => {
 });
 
 const TOKENS = [
-  hsToken({ userId: 'fuzzer', role: 'trader' }),
-  hsToken({ userId: 'fuzzer' }),
-  hsToken({ userId: 'observer', role: 'admin' }),
-  hsToken({ user_id: 'observer' }),
-  hsToken({ userId: 'fuzzer', exp: nowSeconds() - 3600 }),
-  hsToken({ userId: 'fuzzer', role: 'admin' }, SECRET_OTHER),
+  signToken({ userId: 'fuzzer', role: 'trader' }),
+  signToken({ userId: 'fuzzer' }),
+  signToken({ userId: 'observer', role: 'admin' }),
+  signToken({ user_id: 'observer' }),
+  signToken({ userId: 'fuzzer', exp: nowSeconds() - 3600 }),
+  signToken({ userId: 'fuzzer', role: 'admin' }, SECRET_OTHER),
   unsignedToken({ userId: 'fuzzer', role: 'admin' }),
   '',
   'x'.repeat(9000),

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { type RunningApp, startApp } from '../helpers/app.ts';
+import { openSocket, refusedUpgrade, tryUpgrade, type WatchedSocket } from '../helpers/client.ts';
 import { TestRedis } from '../helpers/redis.ts';
-import { openSocket, refusedUpgrade, tryUpgrade, type WatchedSocket } from '../helpers/security-sockets.ts';
-import { authOn, hsToken } from '../helpers/security-tokens.ts';
+import { authOn, signToken } from '../helpers/tokens.ts';
 
 /** Size, subscription, capacity and rate limits: each refuses the one thing over it and nothing else. */
 
@@ -36,7 +36,7 @@ async function app(
 }
 
 async function open(running: RunningApp, userId: string): Promise<WatchedSocket> {
-  const socket = await openSocket(running.url, { token: hsToken({ userId, role: 'trader' }) });
+  const socket = await openSocket(running.url, { token: signToken({ userId, role: 'trader' }) });
   sockets.push(socket);
   return socket;
 }
@@ -101,7 +101,7 @@ describe('capacity', () => {
     const running = await app({ max_clients: 2 });
     await open(running, 'one');
     await open(running, 'two');
-    const refusal = await refusedUpgrade(running.url, { token: hsToken({ userId: 'three' }) });
+    const refusal = await refusedUpgrade(running.url, { token: signToken({ userId: 'three' }) });
     assert.equal(refusal.status, 503);
     assert.equal(refusal.body.error, 'server_full');
     assert.equal(running.app.hub.clients.size, 2);
@@ -111,7 +111,7 @@ describe('capacity', () => {
     const running = await app({ max_clients: 2 });
     const results = await Promise.all(
       Array.from({ length: 8 }, (_, i) =>
-        tryUpgrade(running.url, { token: hsToken({ userId: `rush-${i}` }) }),
+        tryUpgrade(running.url, { token: signToken({ userId: `rush-${i}` }) }),
       ),
     );
     const opened = results.filter((r) => r.opened);
@@ -128,13 +128,13 @@ describe('capacity', () => {
     const running = await app({ max_clients_per_user: 1 });
     await open(running, 'solo');
     const refusal = await refusedUpgrade(running.url, {
-      token: hsToken({ user_id: 'solo', role: 'trader' }),
+      token: signToken({ user_id: 'solo', role: 'trader' }),
     });
     assert.equal(refusal.status, 429);
     assert.equal(refusal.body.error, 'too_many_connections');
     // The same user through the other issuer's claim name is the same user.
     const viaOtherClaim = await refusedUpgrade(running.url, {
-      token: hsToken({ userId: 'solo' }),
+      token: signToken({ userId: 'solo' }),
       via: 'query',
     });
     assert.equal(viaOtherClaim.status, 429);
@@ -145,7 +145,7 @@ describe('capacity', () => {
 
   test('websocket.max_clients_per_user holds under simultaneous upgrades', async () => {
     const running = await app({ max_clients_per_user: 1 });
-    const token = hsToken({ userId: 'crowd' });
+    const token = signToken({ userId: 'crowd' });
     const results = await Promise.all(Array.from({ length: 6 }, () => tryUpgrade(running.url, { token })));
     const opened = results.filter((r) => r.opened);
     for (const r of opened) if (r.opened) sockets.push(r.socket);
@@ -162,7 +162,7 @@ describe('rate limits per IP', () => {
   test('websocket.connect_rate_limit: the fourth upgrade attempt gets 429', async () => {
     const running = await app({ connect_rate_limit: { max: 3, window: '1m' } });
     for (let i = 0; i < 3; i++) await open(running, `conn-${i}`);
-    const refusal = await refusedUpgrade(running.url, { token: hsToken({ userId: 'conn-3' }) });
+    const refusal = await refusedUpgrade(running.url, { token: signToken({ userId: 'conn-3' }) });
     assert.equal(refusal.status, 429);
     assert.equal(running.app.hub.clients.size, 3);
   });
@@ -173,12 +173,12 @@ describe('rate limits per IP', () => {
     for (const token of [
       undefined,
       'garbage',
-      hsToken({ userId: 'x' }, 'a-secret-the-server-does-not-know-at-all'),
+      signToken({ userId: 'x' }, 'a-secret-the-server-does-not-know-at-all'),
     ]) {
       const refusal = await refusedUpgrade(running.url, { token });
       assert.equal(refusal.status, 401);
     }
-    const fourth = await tryUpgrade(running.url, { token: hsToken({ userId: 'x' }) });
+    const fourth = await tryUpgrade(running.url, { token: signToken({ userId: 'x' }) });
     if (fourth.opened) sockets.push(fourth.socket);
     assert.equal(
       fourth.opened ? 101 : fourth.status,
@@ -195,7 +195,7 @@ describe('rate limits per IP', () => {
       await response.arrayBuffer();
     }
     const fourth = await fetch(`${running.url}/api/v1/state`, {
-      headers: { Authorization: `Bearer ${hsToken({ userId: 'x' })}` },
+      headers: { Authorization: `Bearer ${signToken({ userId: 'x' })}` },
     });
     await fourth.arrayBuffer();
     assert.equal(fourth.status, 429, 'the fourth request from this IP within the window');
@@ -203,7 +203,7 @@ describe('rate limits per IP', () => {
 
   test('http.rate_limit: the fourth authenticated request gets 429', async () => {
     const running = await app({}, { http: { rate_limit: { max: 3, window: '1m' } } });
-    const headers = { Authorization: `Bearer ${hsToken({ userId: 'x' })}` };
+    const headers = { Authorization: `Bearer ${signToken({ userId: 'x' })}` };
     const statuses: number[] = [];
     for (let i = 0; i < 4; i++) {
       const response = await fetch(`${running.url}/api/v1/state`, { headers });
@@ -221,7 +221,7 @@ describe('rate limits per IP', () => {
       { connect_rate_limit: { max: 3, window: '1m' } },
       { http: { rate_limit: { max: 5, window: '1m' } } },
     );
-    const headers = { Authorization: `Bearer ${hsToken({ userId: 'spread', role: 'admin' })}` };
+    const headers = { Authorization: `Bearer ${signToken({ userId: 'spread', role: 'admin' })}` };
     async function call(method: string, path: string): Promise<{ status: number; remaining: string | null }> {
       const response = await fetch(`${running.url}${path}`, { method, headers });
       await response.arrayBuffer();

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { extractToken, redactTokenInUrl } from '../../src/access.ts';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
+import { openSocket, refusedUpgrade } from '../helpers/client.ts';
+import { logCollector } from '../helpers/logs.ts';
 import { TestRedis } from '../helpers/redis.ts';
-import { logCollector, openSocket, refusedUpgrade } from '../helpers/security-sockets.ts';
-import { authOn, hsToken, SECRET_OTHER, signatureOf } from '../helpers/security-tokens.ts';
+import { authOn, SECRET_OTHER, signatureOf, signToken } from '../helpers/tokens.ts';
 
 /**
  * Tokens travel in a header, a subprotocol and the query string; none of them, nor their signature alone, may
@@ -49,17 +50,17 @@ function assertNoToken(text: string, tokens: Record<string, string>): void {
 test('tokens in the header, the subprotocol and the query never reach the log', async () => {
   const { running, log } = await loggingApp();
   const tokens = {
-    header: hsToken({ userId: 'logged-header' }),
-    subprotocol: hsToken({ userId: 'logged-subprotocol' }),
-    query: hsToken({ userId: 'logged-query' }),
-    refresh: hsToken({ userId: 'logged-header', email: 'again@example.com' }),
-    refusedRefresh: hsToken({ userId: 'someone-else' }),
-    forgedUpgrade: hsToken({ userId: 'forger', role: 'admin' }, SECRET_OTHER),
-    badQuery: hsToken({ userId: 'bad-query' }),
-    rest: hsToken({ userId: 'rest-user' }),
-    restForbidden: hsToken({ userId: 'rest-viewer' }),
-    restDebug: hsToken({ userId: 'rest-admin', role: 'admin' }),
-    restHeader: hsToken({ userId: 'rest-header' }),
+    header: signToken({ userId: 'logged-header' }),
+    subprotocol: signToken({ userId: 'logged-subprotocol' }),
+    query: signToken({ userId: 'logged-query' }),
+    refresh: signToken({ userId: 'logged-header', email: 'again@example.com' }),
+    refusedRefresh: signToken({ userId: 'someone-else' }),
+    forgedUpgrade: signToken({ userId: 'forger', role: 'admin' }, SECRET_OTHER),
+    badQuery: signToken({ userId: 'bad-query' }),
+    rest: signToken({ userId: 'rest-user' }),
+    restForbidden: signToken({ userId: 'rest-viewer' }),
+    restDebug: signToken({ userId: 'rest-admin', role: 'admin' }),
+    restHeader: signToken({ userId: 'rest-header' }),
   };
   const header = await openSocket(running.url, { token: tokens.header, via: 'header' });
   const subprotocol = await openSocket(running.url, { token: tokens.subprotocol, via: 'subprotocol' });
@@ -115,8 +116,8 @@ test('tokens in the header, the subprotocol and the query never reach the log', 
 test('a token in the query of a request for an unknown route never reaches the log', async () => {
   const { running, log } = await loggingApp();
   const tokens = {
-    typo: hsToken({ userId: 'typo-user' }),
-    trailingSlash: hsToken({ userId: 'slash-user' }),
+    typo: signToken({ userId: 'typo-user' }),
+    trailingSlash: signToken({ userId: 'slash-user' }),
   };
   const typo = await fetch(`${running.url}/api/v1/states?token=${tokens.typo}`);
   assert.equal(typo.status, 404);
@@ -161,16 +162,16 @@ test('a query token spelled any way the parser accepts (%74oken, t%6Fken, encode
   const { running, log } = await loggingApp();
   t.after(() => running.close());
   const tokens = {
-    encodedT: hsToken({ userId: 'encoded-t' }),
-    encodedO: hsToken({ userId: 'encoded-o' }),
-    encodedAll: hsToken({ userId: 'encoded-all' }),
-    encodedValue: hsToken({ userId: 'encoded-value' }),
-    doubleQuestion: hsToken({ userId: 'double-question' }),
-    repeated: hsToken({ userId: 'repeated' }),
-    rest: hsToken({ userId: 'rest-encoded' }),
-    notFound: hsToken({ userId: 'not-found-encoded' }),
-    notFoundUpper: hsToken({ userId: 'not-found-upper' }),
-    semicolon: hsToken({ userId: 'semicolon' }),
+    encodedT: signToken({ userId: 'encoded-t' }),
+    encodedO: signToken({ userId: 'encoded-o' }),
+    encodedAll: signToken({ userId: 'encoded-all' }),
+    encodedValue: signToken({ userId: 'encoded-value' }),
+    doubleQuestion: signToken({ userId: 'double-question' }),
+    repeated: signToken({ userId: 'repeated' }),
+    rest: signToken({ userId: 'rest-encoded' }),
+    notFound: signToken({ userId: 'not-found-encoded' }),
+    notFoundUpper: signToken({ userId: 'not-found-upper' }),
+    semicolon: signToken({ userId: 'semicolon' }),
   };
   const everyChar = (text: string) =>
     [...text].map((c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`).join('');
@@ -221,7 +222,7 @@ test('a query token spelled any way the parser accepts (%74oken, t%6Fken, encode
 });
 
 test('redactTokenInUrl masks every query spelling extractToken accepts (generated spellings)', () => {
-  const jwt = hsToken({ userId: 'generated' });
+  const jwt = signToken({ userId: 'generated' });
   // Each letter of `token` as itself or as %XX in either hex case; the value as itself or wholly percent-encoded.
   const spellings = (text: string) =>
     [...text].map((c) => {

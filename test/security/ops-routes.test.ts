@@ -3,8 +3,7 @@ import { networkInterfaces } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
 import { TestRedis } from '../helpers/redis.ts';
-import { authOn, hsToken, nowSeconds, SECRET_OTHER } from '../helpers/security-tokens.ts';
-import { unsignedToken } from '../helpers/tokens.ts';
+import { authOn, nowSeconds, SECRET_OTHER, signToken, unsignedToken } from '../helpers/tokens.ts';
 
 /**
  * /health and /ready are open to probes. /debug and /metrics answer loopback, ops.allowed_cidrs, or an admin
@@ -105,10 +104,10 @@ describe('from a non-loopback address', () => {
     const { url } = needExternal(external);
     const refused: [string, Record<string, string>][] = [
       ['no token', {}],
-      ['viewer', bearer(hsToken({ userId: 'v' }))],
-      ['trader', bearer(hsToken({ userId: 't', role: 'trader' }))],
-      ['forged admin', bearer(hsToken({ userId: 'a', role: 'admin' }, SECRET_OTHER))],
-      ['expired admin', bearer(hsToken({ userId: 'a', role: 'admin', exp: nowSeconds() - 3600 }))],
+      ['viewer', bearer(signToken({ userId: 'v' }))],
+      ['trader', bearer(signToken({ userId: 't', role: 'trader' }))],
+      ['forged admin', bearer(signToken({ userId: 'a', role: 'admin' }, SECRET_OTHER))],
+      ['expired admin', bearer(signToken({ userId: 'a', role: 'admin', exp: nowSeconds() - 3600 }))],
       ['alg none admin', bearer(unsignedToken({ userId: 'a', role: 'admin' }))],
       ['spoofed forwarding headers', { 'X-Forwarded-For': '127.0.0.1', 'X-Real-IP': '127.0.0.1' }],
     ];
@@ -124,7 +123,7 @@ describe('from a non-loopback address', () => {
 
   test('/debug and /metrics: 200 with an admin token, in the header or the query', async () => {
     const { url } = needExternal(external);
-    const admin = hsToken({ user_id: 'root', role: 'admin' });
+    const admin = signToken({ user_id: 'root', role: 'admin' });
     assert.equal(await status(url, '/debug', bearer(admin)), 200);
     assert.equal(await status(url, `/debug?token=${admin}`), 200);
     assert.equal(await status(url, '/metrics', bearer(admin)), 200);

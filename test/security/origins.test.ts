@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { type RunningApp, startApp } from '../helpers/app.ts';
+import { openSocket, refusedUpgrade } from '../helpers/client.ts';
 import { TestRedis } from '../helpers/redis.ts';
-import { openSocket, refusedUpgrade } from '../helpers/security-sockets.ts';
-import { authOn, hsToken } from '../helpers/security-tokens.ts';
+import { authOn, signToken } from '../helpers/tokens.ts';
 
 /**
  * Browser origins: one allowlist (exact origins and `https://*.domain` wildcards) guards the /ws upgrade and
@@ -33,7 +33,7 @@ after(async () => {
   await redis.kill();
 });
 
-const token = () => hsToken({ userId: 'browser-user' });
+const token = () => signToken({ userId: 'browser-user' });
 
 async function assertForbidden(running: RunningApp, origin: string | undefined) {
   const known = new Set(running.app.hub.clients);

@@ -6,8 +6,9 @@ import type { Redis } from 'ioredis';
 import type { JsonObject } from '../../src/client.ts';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
 import { connectClient, viewWhere } from '../helpers/client.ts';
+import { logCollector } from '../helpers/logs.ts';
 import { TestRedis } from '../helpers/redis.ts';
-import { logCollector, maskedFrame, upgradedSocket } from '../helpers/security-sockets.ts';
+import { maskedFrame, upgradedSocket } from '../helpers/security-sockets.ts';
 
 /**
  * WebSocket ping frames never reach the hub's message rate limit: `ws` answers them itself and terminates a socket

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
+import { openSocket } from '../helpers/client.ts';
 import { TestRedis } from '../helpers/redis.ts';
-import { openSocket, TcpWebSocket } from '../helpers/security-sockets.ts';
-import { authOn, hsToken, nowSeconds, SECRET_OTHER } from '../helpers/security-tokens.ts';
+import { TcpWebSocket } from '../helpers/security-sockets.ts';
+import { authOn, nowSeconds, SECRET_OTHER, signToken } from '../helpers/tokens.ts';
 
 /**
  * A session lasts as long as its token: the hub closes it with 4001 at `exp` unless a fresh token for the same
@@ -41,7 +42,7 @@ function shortExp(): number {
 describe('token expiry while connected', { concurrency: true }, () => {
   test('the socket closes with 4001 token_expired at exp', async () => {
     const exp = shortExp();
-    const socket = await openSocket(running.url, { token: hsToken({ userId: 'expiring', exp }) });
+    const socket = await openSocket(running.url, { token: signToken({ userId: 'expiring', exp }) });
     await socket.request({ action: 'subscribe', subscriptions: ['market_data'] }, 'state_update');
     const { code, reason } = await socket.closed;
     assert.equal(code, 4001);
@@ -52,11 +53,11 @@ describe('token expiry while connected', { concurrency: true }, () => {
 
   test('a refresh with a fresh token of the same user before exp extends the session', async () => {
     const exp = shortExp();
-    const socket = await openSocket(running.url, { token: hsToken({ userId: 'refresher', exp }) });
+    const socket = await openSocket(running.url, { token: signToken({ userId: 'refresher', exp }) });
     // Same user, same short exp: its 4001 proves the first token's expiry has passed.
-    const witness = await openSocket(running.url, { token: hsToken({ userId: 'refresher', exp }) });
+    const witness = await openSocket(running.url, { token: signToken({ userId: 'refresher', exp }) });
     await socket.request({ action: 'subscribe', subscriptions: ['market_data', 'system'] }, 'state_update');
-    const fresh = hsToken({ userId: 'refresher', email: 'r@example.com' });
+    const fresh = signToken({ userId: 'refresher', email: 'r@example.com' });
     const reply = await socket.request({ action: 'auth', token: fresh }, 'authenticated', 'error');
     assert.equal(reply.type, 'authenticated', JSON.stringify(reply));
     assert.equal(reply.user_id, 'refresher');
@@ -75,12 +76,12 @@ describe('token expiry while connected', { concurrency: true }, () => {
 
   test('a refresh with another user’s, an expired or a forged token changes nothing', async () => {
     const exp = shortExp();
-    const socket = await openSocket(running.url, { token: hsToken({ userId: 'victim', exp }) });
+    const socket = await openSocket(running.url, { token: signToken({ userId: 'victim', exp }) });
     const refused = [
-      hsToken({ userId: 'someone-else' }),
-      hsToken({ user_id: 'someone-else', role: 'admin' }),
-      hsToken({ userId: 'victim', exp: nowSeconds() - 3600 }),
-      hsToken({ userId: 'victim' }, SECRET_OTHER),
+      signToken({ userId: 'someone-else' }),
+      signToken({ user_id: 'someone-else', role: 'admin' }),
+      signToken({ userId: 'victim', exp: nowSeconds() - 3600 }),
+      signToken({ userId: 'victim' }, SECRET_OTHER),
       'not-a-token',
     ];
     for (const token of refused) {
@@ -99,14 +100,14 @@ describe('token expiry while connected', { concurrency: true }, () => {
   });
 
   test('a refresh whose role reads less drops the topics it no longer allows', async () => {
-    const socket = await openSocket(running.url, { token: hsToken({ userId: 'demoted', role: 'trader' }) });
+    const socket = await openSocket(running.url, { token: signToken({ userId: 'demoted', role: 'trader' }) });
     await socket.request(
       { action: 'subscribe', subscriptions: ['orders', 'account', 'market_data'] },
       'state_update',
     );
     const from = socket.messages.length;
     const reply = await socket.request(
-      { action: 'auth', token: hsToken({ userId: 'demoted', role: 'viewer' }) },
+      { action: 'auth', token: signToken({ userId: 'demoted', role: 'viewer' }) },
       'authenticated',
       'error',
     );
@@ -127,7 +128,7 @@ describe('token expiry while connected', { concurrency: true }, () => {
   test('after the hub closed a socket for expiry, frames the peer still sends are ignored: no group, no client, one close counted', async () => {
     const exp = shortExp();
     const peer = await TcpWebSocket.connect(isolated.url, 'type=web&format=json', {
-      Authorization: `Bearer ${hsToken({ userId: 'lingering', exp })}`,
+      Authorization: `Bearer ${signToken({ userId: 'lingering', exp })}`,
     });
     const close = await peer.nextFrame(8);
     assert.equal(close.payload.readUInt16BE(0), 4001);

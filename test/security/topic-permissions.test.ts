@@ -3,10 +3,9 @@ import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import type { DashboardClient, JsonObject } from '../../src/client.ts';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
-import { connectClient, viewWhere } from '../helpers/client.ts';
+import { connectClient, openSocket, viewWhere, type WatchedSocket } from '../helpers/client.ts';
 import { TestRedis } from '../helpers/redis.ts';
-import { openSocket, type WatchedSocket } from '../helpers/security-sockets.ts';
-import { authOn, hsToken, nowSeconds, SECRET_OTHER } from '../helpers/security-tokens.ts';
+import { authOn, nowSeconds, SECRET_OTHER, signToken } from '../helpers/tokens.ts';
 
 /**
  * Default auth.topic_roles: a viewer reads market_data, orderbook, trades, strategies and system; a trader and
@@ -32,7 +31,7 @@ before(async () => {
   // Private data in the state: an order, a position and the account.
   trader = await connectClient(running.url, {
     type: 'tui',
-    token: hsToken({ userId: 'tina', role: 'trader' }),
+    token: signToken({ userId: 'tina', role: 'trader' }),
   });
   await trader.subscribe(['market_data', 'orders', 'positions', 'account']);
   await publisher.publish('market_data:BTCUSDT', JSON.stringify({ last_price: 64000 }));
@@ -58,7 +57,7 @@ after(async () => {
 
 async function viewer(userId = 'vera'): Promise<WatchedSocket> {
   return openSocket(running.url, {
-    token: hsToken({ userId, email: `${userId}@example.com` }),
+    token: signToken({ userId, email: `${userId}@example.com` }),
     query: 'type=tui',
   });
 }
@@ -121,7 +120,7 @@ describe('subscriptions over the socket', () => {
   });
 
   test('a trader may subscribe to orders and account and receives them', async () => {
-    const socket = await openSocket(running.url, { token: hsToken({ user_id: 'tom', role: 'trader' }) });
+    const socket = await openSocket(running.url, { token: signToken({ user_id: 'tom', role: 'trader' }) });
     const from = socket.messages.length;
     const reply = await socket.request(
       { action: 'subscribe', subscriptions: ['orders', 'account'] },
@@ -137,7 +136,7 @@ describe('subscriptions over the socket', () => {
   });
 
   test('a role topic_roles does not list reads nothing', async () => {
-    const socket = await openSocket(running.url, { token: hsToken({ userId: 'ian', role: 'intern' }) });
+    const socket = await openSocket(running.url, { token: signToken({ userId: 'ian', role: 'intern' }) });
     for (const name of ['market_data', 'system', 'orders']) {
       const reply = await socket.request(
         { action: 'subscribe', subscriptions: [name] },
@@ -164,10 +163,10 @@ describe('GET /api/v1/state', () => {
     assert.equal(none.status, 401);
     assert.equal(none.body.error, 'missing_token');
     assert.equal(none.body.data, undefined);
-    const forged = await state('', hsToken({ userId: 'x', role: 'admin' }, SECRET_OTHER));
+    const forged = await state('', signToken({ userId: 'x', role: 'admin' }, SECRET_OTHER));
     assert.equal(forged.status, 401);
     assert.equal(forged.body.error, 'invalid_token');
-    const expired = await state('', hsToken({ userId: 'x', exp: nowSeconds() - 3600 }));
+    const expired = await state('', signToken({ userId: 'x', exp: nowSeconds() - 3600 }));
     assert.equal(expired.status, 401);
     assert.equal(expired.body.error, 'token_expired');
     const orders = await state('?topics=orders');
@@ -175,7 +174,7 @@ describe('GET /api/v1/state', () => {
   });
 
   test('a viewer gets only the topics it may read', async () => {
-    const token = hsToken({ userId: 'vera' });
+    const token = signToken({ userId: 'vera' });
     const all = await state('', token);
     assert.equal(all.status, 200);
     assert.deepEqual(Object.keys(all.body.data as object).sort(), [...VIEWER_TOPICS].sort());
@@ -187,7 +186,7 @@ describe('GET /api/v1/state', () => {
   });
 
   test('a viewer asking for a private topic gets 403 forbidden_topic', async () => {
-    const token = hsToken({ userId: 'vera' });
+    const token = signToken({ userId: 'vera' });
     for (const topics of ['orders', 'account', 'market_data,positions', 'trades:BTCUSDT,account']) {
       const reply = await state(`?topics=${topics}`, token);
       assert.equal(reply.status, 403, topics);
@@ -200,7 +199,7 @@ describe('GET /api/v1/state', () => {
   });
 
   test('a trader gets orders, positions and account', async () => {
-    const token = hsToken({ user_id: 'tom', role: 'trader' });
+    const token = signToken({ user_id: 'tom', role: 'trader' });
     const all = await state('', token);
     assert.equal(all.status, 200);
     const data = all.body.data as Record<string, JsonObject>;
