@@ -4,17 +4,12 @@
  */
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { Config } from './config/schema.ts';
 import { Decimal } from './ingest/schemas.ts';
 import type { Json, JsonObject } from './merge-patch.ts';
 
-export const SOURCE_NAMES = [
-  'order_execution',
-  'risk_manager',
-  'account_monitor',
-  'strategy_engine',
-  'market_data',
-] as const;
-export type SourceName = (typeof SOURCE_NAMES)[number];
+/** A polled backend: one key of `backend_services` in the config schema, the one list of them. */
+export type SourceName = keyof Config['backend_services'];
 
 /** A response that does not match its schema; it counts as a failure of its source. */
 export class BackendResponseError extends Error {

@@ -2,13 +2,22 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type { Redis } from 'ioredis';
-import { SOURCE_NAMES, type SourceName } from '../../src/backends.ts';
+import type { SourceName } from '../../src/backends.ts';
 import type { JsonObject } from '../../src/client.ts';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
 import { emergencyStopResponse, GrpcBackend, GrpcFailure, grpcOrder } from '../helpers/backends-grpc.ts';
 import { HttpBackend, hangHttp, strategyRoutes } from '../helpers/backends-http.ts';
 import { freshPoll, source, sourceConfig, stateStatus } from '../helpers/backends-poller.ts';
 import { TestRedis } from '../helpers/redis.ts';
+
+/** Every backend the config can name (backend_services), as the test expects /debug and the metrics to list them. */
+const SOURCE_NAMES: readonly SourceName[] = [
+  'order_execution',
+  'risk_manager',
+  'account_monitor',
+  'strategy_engine',
+  'market_data',
+];
 
 /**
  * What operators see of the poller: `sources` in /debug (status, breaker, counts per outcome) and the three
