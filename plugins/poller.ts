@@ -229,13 +229,7 @@ export default fp(
           accountFromResponse(
             await getJson(pool, '/api/account', apiKeyHeader(accountConfig), signal, 'account_monitor'),
           ),
-        ({ account, positions }, startedAt) => {
-          // Both or neither: check both before either is written.
-          ingest.validate('account', account);
-          for (const position of positions) ingest.validate('positions', position);
-          ingest.replaceSection('positions', positions, startedAt);
-          ingest.replaceSingle('account', account);
-        },
+        ({ account, positions }, startedAt) => ingest.replaceAccount(account, positions, startedAt),
       );
     }
 

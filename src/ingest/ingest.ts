@@ -1,7 +1,7 @@
 /**
  * The write path of ingest: per-topic rules (book depth, trades kept, terminal order retention) and the limits of
  * the state (entries per topic, symbols, the total budget). One path for every source: Redis messages
- * (handleMessage) and polled sections (replaceSection, replaceSingle). Knows nothing of Redis or the backends.
+ * (handleMessage) and polled sections (replaceSection, replaceAccount, replaceSingle). Knows nothing of Redis or the backends.
  */
 import type { Json, JsonObject } from '../merge-patch.ts';
 import { SINGLE, type StateStore } from '../state.ts';
@@ -19,13 +19,13 @@ import {
   type MessageSource,
   newCounters,
 } from './counters.ts';
+import { checkWrite } from './limits.ts';
 import {
   normalize,
   normalizeBalances,
   type Prepared,
   RecordSize,
   UNBOUNDED,
-  UNSAFE_KEYS,
   withoutNulls,
   withSymbolSize,
 } from './normalize.ts';
@@ -55,9 +55,6 @@ export interface IngestOptions {
   maxStateSize?: number;
   now?: () => number;
 }
-
-/** The keyed topics whose entries are capped by ingest.max_entries. */
-const ENTRY_CAPPED = new Set<Topic>(['orders', 'positions', 'strategies']);
 
 function isIngestTopic(topic: string): topic is IngestTopic {
   return (INGEST_TOPICS as readonly string[]).includes(topic);
@@ -159,13 +156,7 @@ export class Ingest {
    */
   replaceSection(topic: PolledSection, records: JsonObject[], pollStartedAt: number, complete = true): void {
     try {
-      const prepared = records.map((record) => this.prepare(topic, record));
-      const plan = planSection(this.state, topic, prepared, {
-        pollStartedAt,
-        complete,
-        writtenAt: (key) => this.writtenAt.get(`${topic}\0${key}`),
-        retained: (key) => topic === 'orders' && this.terminalOrders.has(key),
-      });
+      const plan = this.planPolled(topic, records, pollStartedAt, complete);
       checkSection(this.state, topic, plan, this.maxEntries, this.maxStateSize);
       for (const key of plan.removals) this.write(topic, key, undefined);
       for (const entry of plan.writes) this.applyPrepared(topic, entry);
@@ -193,14 +184,30 @@ export class Ingest {
     countAccepted(this.counters, 'poll', topic, 1);
   }
 
-  /** Throws PayloadError if a polled `record` would be refused as a `topic` payload (counted); changes nothing. */
-  validate(topic: 'account' | 'positions', record: unknown): void {
+  /**
+   * Positions and the account from one account-monitor poll: both or neither. Every record is checked, and the
+   * two writes together against the limits, before either is written. The account is kept if the state holds a
+   * newer one (as replaceSingle). Counted as poll records.
+   */
+  replaceAccount(account: JsonObject, positions: JsonObject[], pollStartedAt: number): void {
+    let label = 'account';
     try {
-      this.prepare(topic, record);
+      const newAccount = isNewer(this.state.get('account'), account)
+        ? undefined
+        : this.prepare('account', account);
+      label = 'positions';
+      const plan = this.planPolled('positions', positions, pollStartedAt, true);
+      const accountGrowth = newAccount ? newAccount.size - this.state.sizeOf('account', SINGLE) : 0;
+      checkSection(this.state, 'positions', plan, this.maxEntries, this.maxStateSize - accountGrowth);
+      for (const key of plan.removals) this.write('positions', key, undefined);
+      for (const entry of plan.writes) this.applyPrepared('positions', entry);
+      if (newAccount) this.applyPrepared('account', newAccount);
     } catch (error) {
-      countFailed(this.counters, error, 'poll', topic);
+      countFailed(this.counters, error, 'poll', label);
       throw error;
     }
+    countAccepted(this.counters, 'poll', 'positions', positions.length);
+    countAccepted(this.counters, 'poll', 'account', 1);
   }
 
   /** Removes terminal orders whose retention has passed. Returns how many were removed. */
@@ -224,6 +231,17 @@ export class Ingest {
     this.sweepIdleSymbols();
   }
 
+  /** Checks and normalizes every polled record, then plans the section's writes and removals (no writes). */
+  private planPolled(topic: PolledSection, records: JsonObject[], pollStartedAt: number, complete: boolean) {
+    const prepared = records.map((record) => this.prepare(topic, record));
+    return planSection(this.state, topic, prepared, {
+      pollStartedAt,
+      complete,
+      writtenAt: (key) => this.writtenAt.get(`${topic}\0${key}`),
+      retained: (key) => topic === 'orders' && this.terminalOrders.has(key),
+    });
+  }
+
   private applyPayload(topic: IngestTopic, payload: unknown, channelSuffix?: string): void {
     this.applyPrepared(topic, this.prepare(topic, payload), channelSuffix);
   }
@@ -237,7 +255,13 @@ export class Ingest {
     if (!checkers[topic].Check(payload)) throw schemaError(topic, payload);
     const size = new RecordSize(topic, this.maxRecordSize);
     const record = normalize(payload as Record<string, unknown>, NUMERIC_FIELDS[topic], size);
-    if (topic === 'account') normalizeBalances(record);
+    if (topic === 'account') {
+      // The account monitor cannot always total the balances in USD; it always has balances.
+      if (record.total_balance === undefined && record.balances === undefined) {
+        throw new PayloadError('account', 'invalid account payload: neither total_balance nor balances');
+      }
+      normalizeBalances(record);
+    }
     return { record, size: size.bytes };
   }
 
@@ -262,10 +286,6 @@ export class Ingest {
         return;
       }
       case 'account':
-        // The account monitor cannot always total the balances in USD; it always has balances.
-        if (record.total_balance === undefined && record.balances === undefined) {
-          throw new PayloadError('account', 'invalid account payload: neither total_balance nor balances');
-        }
         this.write('account', SINGLE, record, size);
         return;
       case 'strategies': {
@@ -276,33 +296,9 @@ export class Ingest {
     }
   }
 
-  /**
-   * The one place ingest changes the state. A new entry of orders, positions or strategies past ingest.max_entries,
-   * and a write that would take the state past ingest.max_state_size, are refused (a write that does not grow the
-   * state always goes through, so a full state can still be updated and emptied).
-   */
+  /** The one place ingest changes the state, within its limits (checkWrite). */
   private write(topic: Topic, key: string, value: Json | undefined, size = 0): void {
-    if (value !== undefined) {
-      if (UNSAFE_KEYS.has(key)) {
-        throw new PayloadError(topic, `invalid ${topic} payload: id ${JSON.stringify(key)} is not allowed`);
-      }
-      const exists = this.state.get(topic, key) !== undefined;
-      if (!exists && ENTRY_CAPPED.has(topic) && this.state.count(topic) >= this.maxEntries) {
-        throw new PayloadError(
-          topic,
-          `${topic} ${key} refused: ingest.max_entries (${this.maxEntries}) reached`,
-          'max_entries',
-        );
-      }
-      const growth = size - this.state.sizeOf(topic, key);
-      if (growth > 0 && this.state.bytes + growth > this.maxStateSize) {
-        throw new PayloadError(
-          topic,
-          `${topic} ${key} refused: ingest.max_state_size (${this.maxStateSize} bytes) is full`,
-          'max_state_size',
-        );
-      }
-    }
+    if (value !== undefined) checkWrite(this.state, topic, key, size, this.maxEntries, this.maxStateSize);
     this.state.set(topic, key, value, size);
     const id = `${topic}\0${key}`;
     const now = this.now();

@@ -2,11 +2,11 @@
  * Reconciling a section with a backend's full list (a poll), all or nothing: the plan (what to write, what to
  * remove) is made and checked against the limits before anything is written.
  */
-import { toMillis } from '../backends.ts';
 import type { Json, JsonObject } from '../merge-patch.ts';
 import type { StateStore } from '../state.ts';
 import type { Prepared } from './normalize.ts';
 import { PayloadError } from './schemas.ts';
+import { toMillis } from './timestamps.ts';
 
 /** The keyed sections a backend answers as a full list. */
 export type PolledSection = 'orders' | 'positions' | 'strategies';

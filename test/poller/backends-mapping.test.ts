@@ -6,8 +6,8 @@ import {
   ordersFromResponse,
   riskFromResponses,
   strategiesFromResponses,
-  toMillis,
 } from '../../src/backends.ts';
+import { toMillis } from '../../src/ingest/timestamps.ts';
 import {
   emergencyStopResponse,
   GO_ZERO_TIME,

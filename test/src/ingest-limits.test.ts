@@ -9,7 +9,7 @@ import { encode } from '../../src/codec.ts';
 import { Ingest, type IngestOptions } from '../../src/ingest/ingest.ts';
 import { PayloadError } from '../../src/ingest/schemas.ts';
 import type { JsonObject } from '../../src/merge-patch.ts';
-import { StateStore, TOO_OLD } from '../../src/state.ts';
+import { SINGLE, StateStore, TOO_OLD } from '../../src/state.ts';
 import { buildFilter } from '../../src/topics.ts';
 
 /** A poll start time after every write so far: a complete list then removes what it does not return. */
@@ -240,6 +240,44 @@ describe('Ingest: entries per topic, symbols and the total budget', () => {
       /strategies list refused: ingest.max_state_size/,
     );
     assert.equal(state.sequence, sequence);
+  });
+
+  test('an account poll writes its positions and its account together or not at all', () => {
+    const { state, ingest } = setup({ maxStateSize: 3000, maxRecordSize: 2048 });
+    ingest.replaceAccount({ total_balance: 1 }, [{ symbol: 'OLD', quantity: 1 }], AFTER_EVERY_WRITE);
+    const sequence = state.sequence;
+    // An account with neither total_balance nor balances: the positions that came with it are not written either.
+    refuses(
+      () =>
+        ingest.replaceAccount({ available_balance: 5 }, [{ symbol: 'NEW', quantity: 2 }], AFTER_EVERY_WRITE),
+      /neither total_balance nor balances/,
+    );
+    // Positions that fit the budget alone, with an account that does not fit beside them.
+    const pad = 'x'.repeat(1500);
+    refuses(
+      () =>
+        ingest.replaceAccount(
+          { total_balance: 2, pad },
+          [
+            { symbol: 'NEW', quantity: 2, pad },
+            { symbol: 'NEW2', quantity: 2 },
+          ],
+          AFTER_EVERY_WRITE,
+        ),
+      /positions list refused: ingest.max_state_size/,
+    );
+    assert.equal(state.sequence, sequence);
+    assert.deepEqual(Object.keys(state.snapshot(buildFilter(['positions'])).positions as JsonObject), [
+      'OLD',
+    ]);
+    assert.equal((state.get('account', SINGLE) as JsonObject).total_balance, 1);
+    assert.deepEqual(ingest.counters.invalid.poll, { account: 1, positions: 1 });
+    // The same poll with a smaller account goes through whole.
+    ingest.replaceAccount({ total_balance: 3 }, [{ symbol: 'NEW', quantity: 2, pad }], AFTER_EVERY_WRITE);
+    assert.deepEqual(Object.keys(state.snapshot(buildFilter(['positions'])).positions as JsonObject), [
+      'NEW',
+    ]);
+    assert.equal((state.get('account', SINGLE) as JsonObject).total_balance, 3);
   });
 
   test('the state size follows replacements and removals; trade lists count each trade once', () => {

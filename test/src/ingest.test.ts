@@ -621,7 +621,10 @@ describe('Ingest: invalid input in general', () => {
       PayloadError,
     );
     assert.throws(() => context.ingest.replaceSingle('account', { nope: 1 }), PayloadError);
-    assert.throws(() => context.ingest.validate('positions', { symbol: 'B' }), PayloadError);
+    assert.throws(
+      () => context.ingest.replaceAccount({ total_balance: 1 }, [{ symbol: 'B' }], 0),
+      PayloadError,
+    );
     assert.throws(
       () => context.ingest.replaceSingle('risk', { deep: Number.POSITIVE_INFINITY }),
       PayloadError,
