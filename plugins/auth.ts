@@ -2,9 +2,11 @@ import fastifyJwt from '@fastify/jwt';
 import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import {
+  AddressAllowlist,
   ANONYMOUS_PRINCIPAL,
   ClaimsError,
   extractToken,
+  offersCredential,
   type Principal,
   principalFromClaims,
   TopicPermissions,
@@ -28,7 +30,10 @@ declare module 'fastify' {
       mayRead(principal: Principal, subscription: string): boolean;
       /** Verifies a token against every configured key; throws AuthError. */
       verify(token: string): Principal;
-      /** The principal of a request, from its header, subprotocol or query token; throws AuthError. */
+      /**
+       * The principal of a request, from its header, subprotocol or query token; without any token, the
+       * auth.anonymous principal if the request comes from one of its addresses. Throws AuthError.
+       */
       authenticate(request: FastifyRequest): Principal;
     };
   }
@@ -68,10 +73,21 @@ export default fp(
       ...jwt.public_keys.map((key) => ({ key, algorithms: asymmetric })),
     ];
 
+    // Token-less access from these addresses only (never loopback unless listed); nothing when auth is off.
+    const anonymous =
+      auth.enabled && auth.anonymous.enabled
+        ? {
+            ...auth.anonymous,
+            addresses: new AddressAllowlist(auth.anonymous.allowed_cidrs, { loopback: false }),
+          }
+        : undefined;
+
     if (!auth.enabled) {
       fastify.log.warn(
         '!!! auth.enabled is false: anyone who can reach this port sees every topic, including orders and balances. For local development only. !!!',
       );
+      if (auth.anonymous.enabled)
+        fastify.log.warn('auth.anonymous has no effect while auth.enabled is false');
     } else {
       const first = keys[0];
       await fastify.register(fastifyJwt, {
@@ -86,6 +102,13 @@ export default fp(
           requiredClaims: ['exp', ...(jwt.issuer ? ['iss'] : []), ...(jwt.audience ? ['aud'] : [])],
         },
       });
+    }
+
+    if (anonymous) {
+      fastify.log.warn(
+        { allowed_cidrs: anonymous.allowed_cidrs, role: anonymous.role },
+        `auth.anonymous is enabled: /ws and /api/v1/state without a token are admitted from ${anonymous.allowed_cidrs.join(', ')} with role ${anonymous.role}; anyone who reaches the hub through these addresses reads what that role allows`,
+      );
     }
 
     function verify(token: string): Principal {
@@ -118,12 +141,20 @@ export default fp(
       authenticate(request: FastifyRequest): Principal {
         if (!auth.enabled) return ANONYMOUS_PRINCIPAL;
         const found = extractToken(request.headers, request.url);
-        if (!found)
-          throw new AuthError(
-            'missing_token',
-            'no token: send Authorization: Bearer, the bearer subprotocol or ?token=',
-          );
-        return verify(found.token);
+        // A token is always verified: a bad one is refused, even from an anonymous address.
+        if (found) return verify(found.token);
+        if (anonymous?.addresses.allows(request.ip) && !offersCredential(request.headers, request.url)) {
+          return {
+            userId: `anonymous@${request.ip}`,
+            role: anonymous.role,
+            expiresAt: undefined,
+            tokenless: true,
+          };
+        }
+        throw new AuthError(
+          'missing_token',
+          'no token: send Authorization: Bearer, the bearer subprotocol or ?token=',
+        );
       },
     });
   },

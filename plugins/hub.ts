@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import websocket from '@fastify/websocket';
 import fp from 'fastify-plugin';
 import { Hub } from '../src/hub/hub.ts';
+import { Protocols } from '../src/hub/protocols/index.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -65,9 +66,11 @@ export default fp(
       },
       mayRead: fastify.auth.mayRead,
       verifyToken: fastify.auth.enabled ? fastify.auth.verify : undefined,
+      protocols: new Protocols({ tuiOrderbookSymbol: fastify.config.legacy.tui_orderbook_symbol }),
+      actions: fastify.actions,
     });
     fastify.decorate('hub', hub);
     fastify.addHook('onReady', async () => hub.start());
   },
-  { name: 'hub', dependencies: ['config', 'state', 'auth'] },
+  { name: 'hub', dependencies: ['config', 'state', 'auth', 'actions'] },
 );

@@ -37,11 +37,14 @@ export default fp(
 
     new client.Gauge({
       name: 'dashboard_websocket_clients_total',
-      help: 'Connected WebSocket clients by client type',
-      labelNames: ['client_type'],
+      help: 'Connected WebSocket clients by client type and wire protocol',
+      labelNames: ['client_type', 'protocol'],
       collect() {
-        for (const [type, count] of Object.entries(hub.clientsByType()))
-          this.set({ client_type: type }, count);
+        this.reset();
+        for (const type of CLIENT_TYPES) this.set({ client_type: type, protocol: 'hub' }, 0);
+        for (const [type, byProtocol] of Object.entries(hub.clientsByProtocol()))
+          for (const [protocol, count] of Object.entries(byProtocol))
+            this.set({ client_type: type, protocol }, count);
       },
     });
     mirroredCounter(
@@ -64,6 +67,25 @@ export default fp(
     );
     mirroredCounter('dashboard_sent_messages_total', 'Frames handed to client sockets', ['client_type'], () =>
       CLIENT_TYPES.map((type) => [{ client_type: type }, hub.stats.sentMessages[type]]),
+    );
+    const byProtocol = (field: 'bytes' | 'messages') => () =>
+      Object.entries(hub.stats.sentByProtocol).flatMap(([type, protocols]) =>
+        Object.entries(protocols).map(([protocol, sent]): [object, number] => [
+          { client_type: type, protocol },
+          sent[field],
+        ]),
+      );
+    mirroredCounter(
+      'dashboard_sent_protocol_bytes_total',
+      'Bytes handed to client sockets, by wire protocol',
+      ['client_type', 'protocol'],
+      byProtocol('bytes'),
+    );
+    mirroredCounter(
+      'dashboard_sent_protocol_messages_total',
+      'Frames handed to client sockets, by wire protocol',
+      ['client_type', 'protocol'],
+      byProtocol('messages'),
     );
     mirroredCounter(
       'dashboard_ingest_messages_total',
@@ -135,6 +157,12 @@ export default fp(
     });
     mirroredCounter('dashboard_client_messages_rejected_total', 'Client messages rejected', ['code'], () =>
       Object.entries(hub.stats.rejectedMessages).map(([code, count]) => [{ code }, count]),
+    );
+    mirroredCounter(
+      'dashboard_ws_unanswered_rejections_total',
+      'Client messages refused without an answer: the client protocol has no message for a refusal',
+      [],
+      () => [[{}, hub.stats.unansweredRejections]],
     );
     mirroredCounter('dashboard_disconnects_total', 'Client sockets closed by the hub', ['code'], () =>
       Object.entries(hub.stats.disconnects).map(([code, count]) => [{ code }, count]),
@@ -226,6 +254,27 @@ export default fp(
           this.set({ source: name }, BREAKER_VALUES[source.status.breaker]);
       },
     });
+
+    const { actions } = fastify;
+    mirroredCounter(
+      'dashboard_actions_total',
+      'Trading actions by kind and outcome: accepted, rejected (by the hub or order-execution), failed (order-execution unreachable)',
+      ['action', 'outcome'],
+      () =>
+        Object.entries(actions.counts).flatMap(([action, byOutcome]) =>
+          Object.entries(byOutcome).map(([outcome, count]): [object, number] => [{ action, outcome }, count]),
+        ),
+    );
+    // Only with a client for the actions (actions.enabled and backend_services.order_execution).
+    if (actions.breaker !== undefined) {
+      new client.Gauge({
+        name: 'dashboard_actions_breaker_state',
+        help: 'Circuit breaker of the trading actions to order-execution: 0 closed, 1 half-open, 2 open',
+        collect() {
+          this.set(BREAKER_VALUES[actions.breaker ?? 'closed']);
+        },
+      });
+    }
   },
-  { name: 'metrics', dependencies: ['hub', 'state', 'redis-ingest', 'access', 'poller'] },
+  { name: 'metrics', dependencies: ['hub', 'state', 'redis-ingest', 'access', 'poller', 'actions'] },
 );

@@ -8,6 +8,7 @@ const debugRoute: FastifyPluginAsync = async (fastify) => {
     return {
       clients: hub.clients.size,
       clients_by_type: hub.clientsByType(),
+      clients_by_protocol: hub.clientsByProtocol(),
       users: hub.users,
       groups: hub.groupCount,
       groups_spread: hub.spreadGroupCount,

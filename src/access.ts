@@ -8,10 +8,17 @@ export interface Principal {
   role: string;
   /** When the token expires, in ms since the epoch; undefined for a token without `exp`. */
   expiresAt: number | undefined;
+  /** Admitted without a token (auth.enabled false, or auth.anonymous): may read, never act (trading actions). */
+  tokenless?: true;
 }
 
 /** Whom a connection acts as when auth.enabled is false: a development setup with every topic open. */
-export const ANONYMOUS_PRINCIPAL: Principal = { userId: 'anonymous', role: '*', expiresAt: undefined };
+export const ANONYMOUS_PRINCIPAL: Principal = {
+  userId: 'anonymous',
+  role: '*',
+  expiresAt: undefined,
+  tokenless: true,
+};
 
 /** A token whose claims do not name a user. */
 export class ClaimsError extends Error {}
@@ -86,13 +93,18 @@ export class OriginAllowlist {
   }
 }
 
-/** Loopback plus configured CIDR ranges, for the operations routes. */
+/**
+ * Configured CIDR ranges, plus loopback unless `loopback` is false: loopback is always in for the operations
+ * routes, and in auth.anonymous only when listed.
+ */
 export class AddressAllowlist {
   private readonly list = new BlockList();
 
-  constructor(cidrs: string[]) {
-    this.list.addSubnet('127.0.0.0', 8, 'ipv4');
-    this.list.addAddress('::1', 'ipv6');
+  constructor(cidrs: string[], { loopback = true }: { loopback?: boolean } = {}) {
+    if (loopback) {
+      this.list.addSubnet('127.0.0.0', 8, 'ipv4');
+      this.list.addAddress('::1', 'ipv6');
+    }
     for (const cidr of cidrs) {
       const [address, prefix] = cidr.split('/');
       this.list.addSubnet(address, Number(prefix), isIPv4(address) ? 'ipv4' : 'ipv6');
@@ -164,6 +176,22 @@ export function extractToken(
     if (token) return { token, source: 'query' };
   }
   return undefined;
+}
+
+/**
+ * Whether a request tried to send a credential, usable or not: any `Authorization` header, a `bearer`
+ * subprotocol offered, a `token` query parameter (even empty). Such a request is never admitted as
+ * auth.anonymous: it gets the answer its credential gets (a client whose token went missing must learn it).
+ */
+export function offersCredential(
+  headers: Record<string, string | string[] | undefined>,
+  url: string,
+): boolean {
+  if (headers.authorization !== undefined) return true;
+  const protocols = headers['sec-websocket-protocol'];
+  if (typeof protocols === 'string' && protocols.split(',').some((p) => p.trim() === 'bearer')) return true;
+  const query = url.indexOf('?');
+  return query !== -1 && new URLSearchParams(url.slice(query + 1)).has('token');
 }
 
 /**

@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import accessPlugin from '../plugins/access.ts';
+import actionsPlugin from '../plugins/actions.ts';
 import authPlugin from '../plugins/auth.ts';
 import configPlugin from '../plugins/config.ts';
 import errorsPlugin, { clientErrorHandler } from '../plugins/errors.ts';
@@ -59,6 +60,10 @@ export async function buildApp(
     // Fastify's own 503 while closing answers before any route hook: /ws refuses with `shutting_down` and
     // /ready with `not_ready` themselves (fastify.draining), every other route keeps answering during the drain.
     return503OnClosing: false,
+    // request.ip (rate limits, the ops allowlist, auth.anonymous, logs) is the socket's peer, or, when that peer is
+    // a listed proxy, the address it forwards in X-Forwarded-For. Fastify would build a trusting request class
+    // even for an empty array: no list is `false`. The config never yields `true` (a list of CIDRs, none /0).
+    trustProxy: config.server.trust_proxy.length > 0 ? [...config.server.trust_proxy] : false,
   });
   // First: every plugin and route after it inherits its error and not-found handlers.
   await app.register(errorsPlugin);
@@ -66,6 +71,7 @@ export async function buildApp(
   await app.register(statePlugin);
   await app.register(redisIngestPlugin);
   await app.register(pollerPlugin);
+  await app.register(actionsPlugin);
   await app.register(authPlugin);
   await app.register(hubPlugin);
   await app.register(accessPlugin);

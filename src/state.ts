@@ -200,6 +200,19 @@ export class StateStore {
     return patch;
   }
 
+  /**
+   * The value of an entity at sequence `since` (what a client holding that view has), from the journal; the current
+   * value when it has not changed since. `undefined` also when the journal no longer reaches back to `since`.
+   */
+  valueAt(since: number, topic: Topic, key = SINGLE): Json | undefined {
+    if (since < this.journalFirstSeq - 1) return undefined;
+    for (let index = Math.max(0, since + 1 - this.journalFirstSeq); index < this.journal.length; index++) {
+      const entry = this.journal[index];
+      if (entry.topic === topic && entry.key === key) return entry.before;
+    }
+    return this.get(topic, key);
+  }
+
   /** Forgets journal entries at or below `sequence`: no reader needs changes from before it. */
   trimJournal(sequence: number): void {
     const count = Math.min(sequence - this.journalFirstSeq + 1, this.journal.length);

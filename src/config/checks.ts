@@ -25,6 +25,17 @@ function checkAuth(config: Config, from: (key: string) => string): void {
       `config: auth.default_role ${JSON.stringify(auth.default_role)} is not a role of auth.topic_roles (${Object.keys(auth.topic_roles).join(', ')})${from('auth.default_role')}`,
     );
   }
+  const { anonymous } = auth;
+  if (anonymous.enabled && anonymous.allowed_cidrs.length === 0) {
+    throw new ConfigError(
+      `config: auth.anonymous.enabled is true but auth.anonymous.allowed_cidrs is empty: list the addresses that may connect without a token${from('auth.anonymous.allowed_cidrs') || from('auth.anonymous.enabled')}`,
+    );
+  }
+  if (anonymous.enabled && !Object.hasOwn(auth.topic_roles, anonymous.role)) {
+    throw new ConfigError(
+      `config: auth.anonymous.role ${JSON.stringify(anonymous.role)} is not a role of auth.topic_roles (${Object.keys(auth.topic_roles).join(', ')})${from('auth.anonymous.role')}`,
+    );
+  }
   if (!auth.enabled) return;
   const { algorithms, secrets, public_keys } = auth.jwt;
   const symmetric = algorithms.some((a) => a.startsWith('HS'));
@@ -90,6 +101,11 @@ export function checkConfig(config: Config, sources: ReadonlyMap<string, string>
     );
   }
   checkAuth(config, from);
+  if (config.actions.enabled && !config.backend_services.order_execution) {
+    throw new ConfigError(
+      `config: actions.enabled is true but backend_services.order_execution is not set: trading actions go to order-execution${from('actions.enabled')}`,
+    );
+  }
   for (const [name, backend] of Object.entries(config.backend_services)) {
     if (backend.timeout >= backend.interval) {
       throw new ConfigError(
@@ -97,10 +113,23 @@ export function checkConfig(config: Config, sources: ReadonlyMap<string, string>
       );
     }
   }
-  const badCidr = firstInvalidCidr(config.ops.allowed_cidrs);
-  if (badCidr !== undefined) {
+  for (const [key, cidrs] of [
+    ['ops.allowed_cidrs', config.ops.allowed_cidrs],
+    ['auth.anonymous.allowed_cidrs', config.auth.anonymous.allowed_cidrs],
+    ['server.trust_proxy', config.server.trust_proxy],
+  ] as const) {
+    const badCidr = firstInvalidCidr(cidrs);
+    if (badCidr !== undefined) {
+      throw new ConfigError(
+        `config: ${key} has ${JSON.stringify(badCidr)}, which is not an IPv4 or IPv6 CIDR${from(key)}`,
+      );
+    }
+  }
+  // Trusting every peer's X-Forwarded-For would let any client choose its address (Fastify's `trustProxy: true`).
+  const everyone = config.server.trust_proxy.find((cidr) => Number(cidr.split('/')[1]) === 0);
+  if (everyone !== undefined) {
     throw new ConfigError(
-      `config: ops.allowed_cidrs has ${JSON.stringify(badCidr)}, which is not an IPv4 or IPv6 CIDR${from('ops.allowed_cidrs')}`,
+      `config: server.trust_proxy has ${JSON.stringify(everyone)}, which trusts every address: list your proxies' addresses${from('server.trust_proxy')}`,
     );
   }
 }

@@ -5,7 +5,7 @@
  * their own (jwt-keys.ts), and `Config` below says so.
  */
 import { type StaticDecode, type TSchema, Type } from '@sinclair/typebox';
-import { INGEST_TOPICS, TOPICS } from '../topics.ts';
+import { INGEST_TOPICS, SYMBOL_PATTERN, TOPICS } from '../topics.ts';
 import { DURATION_PATTERN, parseDuration, parseSize, SIZE_PATTERN } from './units.ts';
 
 /** A duration like `30s` in the file; milliseconds in the config. */
@@ -109,6 +109,11 @@ export const ConfigFileSchema = Type.Object(
         port: Type.Integer({ minimum: 0, maximum: 65535, default: 8086 }),
         log_level: OneOf(LOG_LEVELS, { default: 'info' }),
         shutdown_timeout: Duration('30s'),
+        /**
+         * Reverse proxies (CIDRs) whose `X-Forwarded-For` is believed: Fastify's `trustProxy`. Empty: none, the
+         * client address is the socket's peer. Never `true`: a list only, and no `/0`.
+         */
+        trust_proxy: Type.Array(Type.String({ pattern: CIDR_PATTERN }), { default: [] }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -164,6 +169,15 @@ export const ConfigFileSchema = Type.Object(
             admin: ['*'],
           },
         }),
+        /** Token-less /ws upgrades and /api/v1/state requests from these addresses, with this role. */
+        anonymous: Type.Object(
+          {
+            enabled: Type.Boolean({ default: false }),
+            role: Type.String({ minLength: 1, default: 'viewer' }),
+            allowed_cidrs: Type.Array(Type.String({ pattern: CIDR_PATTERN }), { default: [] }),
+          },
+          { additionalProperties: false, default: {} },
+        ),
         jwt: Type.Object(
           {
             algorithms: Type.Array(OneOf(JWT_ALGORITHMS), {
@@ -200,6 +214,23 @@ export const ConfigFileSchema = Type.Object(
             { additionalProperties: false },
           ),
         ),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    /** Trading actions from clients, forwarded to order-execution (src/actions/). */
+    actions: Type.Object(
+      {
+        enabled: Type.Boolean({ default: false }),
+        roles: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, default: ['trader'] }),
+        rate_limit: RateLimit(10, '1m'),
+        timeout: Duration('5s'),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    legacy: Type.Object(
+      {
+        /** the book sent to the b25 terminal UI (it never says which); absent: the first symbol with a book */
+        tui_orderbook_symbol: Type.Optional(Type.String({ pattern: SYMBOL_PATTERN.source })),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -1,9 +1,11 @@
 import type { Principal } from '../access.ts';
+import type { ActionRequest, ActionSubmitter } from '../actions/types.ts';
 import type { StateStore } from '../state.ts';
 import { CloseCode } from './close-codes.ts';
 import { type Command, ProtocolError } from './command.ts';
 import type { FanOut } from './fan-out.ts';
 import type { Groups } from './groups.ts';
+import type { Protocols } from './protocols/index.ts';
 import type { HubClient, Sessions } from './session.ts';
 import { count, type ErrorReport, type HubStats } from './stats.ts';
 
@@ -16,6 +18,10 @@ export interface CommandOptions {
   mayRead?: (principal: Principal, subscription: string) => boolean;
   /** Verifies a fresh token sent with `{"action":"auth"}`; throws an error with a `code` when it is not valid. */
   verifyToken?: (token: string) => Principal;
+  /** The protocols a client's first message may switch it to. */
+  protocols: Protocols;
+  /** Who acts on trading actions; without it every action is refused. */
+  actions?: ActionSubmitter;
   now: () => number;
 }
 
@@ -55,6 +61,7 @@ export class Commands {
     // A peer may go on sending after the hub closed it (close frames can be ignored): that client is gone.
     if (!this.sessions.clients.has(client)) return;
     client.lastSeenAt = this.options.now();
+    if (client.choosing) this.choose(client, data, binary, client.choosing.typeGiven);
     if (!this.withinRate(client)) return;
     try {
       this.execute(client, client.protocol.parse(data, binary));
@@ -91,9 +98,21 @@ export class Commands {
     return false;
   }
 
+  /** A connection that named no protocol: its first message may switch it to a b25 client's protocol. */
+  private choose(client: HubClient, data: Buffer, binary: boolean, typeGiven: boolean): void {
+    client.choosing = false;
+    const chosen = this.options.protocols.chosenBy(data, binary, client.type, typeGiven);
+    if (!chosen) return;
+    client.speak(chosen.protocol, chosen.type);
+    if (client.group) this.groups.join(client, this.state.sequence);
+  }
+
   private reject(client: HubClient, error: ProtocolError): void {
     count(this.stats.rejectedMessages, error.code);
-    this.fanOut.reply(client, { type: 'error', code: error.code, message: error.message });
+    if (this.fanOut.reply(client, { type: 'error', code: error.code, message: error.message })) return;
+    // A protocol with no error message (the b25 clients cannot read one): counted and logged instead.
+    this.stats.unansweredRejections++;
+    this.errors.refused(error.code, error.message, { client: client.id, protocol: client.protocol.name });
   }
 
   /** Acts on one command. Throws ProtocolError for one that is refused (nothing changes then). */
@@ -104,6 +123,10 @@ export class Commands {
         const forbidden = mayRead
           ? command.subscriptions.filter((name) => !mayRead(client.principal, name))
           : [];
+        if (command.lenient) {
+          this.subscribeLeniently(client, command.subscriptions, forbidden);
+          return;
+        }
         if (forbidden.length > 0) {
           throw new ProtocolError(
             'forbidden_topic',
@@ -130,12 +153,60 @@ export class Commands {
         if (client.group) this.fanOut.sendSnapshot(client);
         return;
       case 'ping':
-        this.fanOut.reply(client, { type: 'pong', at: this.options.now() });
+        this.fanOut.reply(client, { type: 'pong', at: this.options.now(), echo: command.echo });
         return;
       case 'auth':
         this.refreshToken(client, command.token);
         return;
+      case 'trade':
+        this.act(client, command.request, command.requestId);
+        return;
+      case 'none':
+        return;
     }
+  }
+
+  /**
+   * A b25 client's subscribe: it cannot act on a refusal, so what its role may not read is left out (counted and
+   * logged as `forbidden_topic`), and only as many names as fit under websocket.max_subscriptions are taken.
+   */
+  private subscribeLeniently(client: HubClient, names: string[], forbidden: string[]): void {
+    if (forbidden.length > 0) {
+      count(this.stats.rejectedMessages, 'forbidden_topic');
+      this.errors.refused(
+        'forbidden_topic',
+        `role ${client.principal.role} may not read ${forbidden.join(', ')}; left out of the subscribe`,
+        { client: client.id, protocol: client.protocol.name },
+      );
+    }
+    for (const name of names) {
+      if (forbidden.includes(name) || client.subscriptions.has(name)) continue;
+      if (client.subscriptions.size >= this.options.maxSubscriptions) break;
+      client.subscriptions.add(name);
+    }
+    this.regroup(client, 'subscribed');
+  }
+
+  /** Hands a trading action to the actions plugin; its result goes back to the client, if it is still here. */
+  private act(client: HubClient, request: ActionRequest, requestId: string | undefined): void {
+    const reply = (result: Awaited<ReturnType<ActionSubmitter['submit']>>) => {
+      if (this.sessions.clients.has(client))
+        this.fanOut.reply(client, { type: 'action_result', result, requestId });
+    };
+    const { actions } = this.options;
+    if (!actions) {
+      reply({
+        kind: request.kind,
+        outcome: 'rejected',
+        reason: 'actions are disabled (actions.enabled)',
+        at: this.options.now(),
+      });
+      return;
+    }
+    actions.submit(client.principal, request).then(reply, (error: unknown) => {
+      this.errors.failed('message', error, { client: client.id }, 'trading action failed');
+      reply({ kind: request.kind, outcome: 'failed', reason: 'internal error', at: this.options.now() });
+    });
   }
 
   /** A fresh token for the same user extends the session; anything else leaves it as it was. */

@@ -1,7 +1,7 @@
 import { type StateStore, TOO_OLD } from '../state.ts';
 import { CloseCode } from './close-codes.ts';
 import type { Group, Groups } from './groups.ts';
-import type { Reply } from './protocol.ts';
+import type { Frames, Reply } from './protocol.ts';
 import { type ClientType, type HubClient, OPEN, type Sessions } from './session.ts';
 import type { ErrorReport, HubStats } from './stats.ts';
 
@@ -84,14 +84,14 @@ export class FanOut {
     for (const slice of slices) this.addToCohorts(cohorts, group.byPhase[slice], sequence, now);
     for (const clients of cohorts.values()) {
       const { sequence: base, scanned } = clients[0];
-      let frame: Buffer | undefined;
+      let frames: Frames;
       try {
         const changes = this.state.changesSince(scanned, group.filter);
         if (changes === undefined) {
           for (const client of clients) client.scanned = sequence;
           continue;
         }
-        frame =
+        frames =
           changes === TOO_OLD
             ? this.groupSnapshot(group)
             : group.protocol.change({
@@ -100,6 +100,8 @@ export class FanOut {
                 at: now,
                 changes,
                 view: () => this.state.snapshot(group.filter),
+                entry: (topic, key) => this.state.get(topic, key),
+                before: (topic, key) => this.state.valueAt(scanned, topic, key),
               });
       } catch (error) {
         // A value that cannot be diffed or encoded: these clients cannot be brought up to date, and keeping them
@@ -110,9 +112,9 @@ export class FanOut {
         continue;
       }
       // A protocol with nothing to say about this change sends nothing; its clients are up to date all the same.
-      if (frame !== undefined) this.stats.broadcasts[group.type]++;
+      if (frames !== undefined) this.stats.broadcasts[group.type]++;
       for (const client of clients) {
-        if (frame !== undefined) this.send(client, frame);
+        if (frames !== undefined) this.sendFrames(client, frames);
         client.sequence = sequence;
         client.scanned = sequence;
       }
@@ -169,18 +171,19 @@ export class FanOut {
   }
 
   /** The group's snapshot of the current state, built by its protocol once per state sequence. */
-  private groupSnapshot(group: Group): Buffer | undefined {
+  private groupSnapshot(group: Group): Frames {
     const sequence = this.state.sequence;
     if (group.snapshot?.sequence !== sequence) {
-      const frame = group.protocol.snapshot({
+      const frames = group.protocol.snapshot({
         sequence,
         epoch: this.state.epoch,
         at: this.options.now(),
         data: this.state.snapshot(group.filter),
+        entry: (topic, key) => this.state.get(topic, key),
       });
-      group.snapshot = { sequence, frame };
+      group.snapshot = { sequence, frames };
     }
-    return group.snapshot.frame;
+    return group.snapshot.frames;
   }
 
   /**
@@ -199,8 +202,7 @@ export class FanOut {
       return;
     }
     this.cancelSnapshot(client);
-    const frame = this.groupSnapshot(client.group);
-    if (frame !== undefined) this.send(client, frame);
+    this.sendFrames(client, this.groupSnapshot(client.group));
     client.sequence = this.state.sequence;
     client.scanned = this.state.sequence;
   }
@@ -226,10 +228,18 @@ export class FanOut {
     this.pendingSnapshots.delete(client);
   }
 
-  /** A reply to one client, in its protocol; nothing when its protocol has no message for it. */
-  reply(client: HubClient, reply: Reply): void {
-    const frame = client.protocol.reply(reply);
-    if (frame !== undefined) this.send(client, frame);
+  /** A reply to one client, in its protocol. Returns false when its protocol has no message for it. */
+  reply(client: HubClient, reply: Reply): boolean {
+    const frames = client.protocol.reply(reply);
+    this.sendFrames(client, frames);
+    return frames !== undefined;
+  }
+
+  /** What a protocol built for one client: nothing, one frame, or several in order. */
+  sendFrames(client: HubClient, frames: Frames): void {
+    if (frames === undefined) return;
+    if (Buffer.isBuffer(frames)) this.send(client, frames);
+    else for (const frame of frames as readonly Buffer[]) this.send(client, frame);
   }
 
   /** The one place a frame goes to a socket; a socket that throws is dropped, the others go on. */
@@ -246,5 +256,10 @@ export class FanOut {
     const bytes = this.stats.sentBytes[client.type];
     bytes[client.format] = (bytes[client.format] ?? 0) + frame.length;
     this.stats.sentMessages[client.type]++;
+    const byProtocol = this.stats.sentByProtocol[client.type];
+    const sent = byProtocol[client.protocol.name] ?? { bytes: 0, messages: 0 };
+    byProtocol[client.protocol.name] = sent;
+    sent.bytes += frame.length;
+    sent.messages++;
   }
 }

@@ -1,6 +1,6 @@
 import type { Filter } from '../topics.ts';
 import { buildFilter, subscriptionKey } from '../topics.ts';
-import type { WireProtocol } from './protocol.ts';
+import type { Frames, WireProtocol } from './protocol.ts';
 import type { ClientType, HubClient } from './session.ts';
 
 /**
@@ -31,7 +31,7 @@ export class Group {
   readonly phase: number;
   spread = false;
   /** The last snapshot encoded for the group and the state sequence it holds: clients subscribing together share it. */
-  snapshot: { sequence: number; frame: Buffer | undefined } | undefined;
+  snapshot: { sequence: number; frames: Frames } | undefined;
   /** Per phase slice, the lowest `scanned` of its clients: journal entries below the lowest of all can go. */
   readonly minScannedByPhase: number[];
 

@@ -1,4 +1,5 @@
 import { ANONYMOUS_PRINCIPAL, type Principal } from '../access.ts';
+import type { ActionSubmitter } from '../actions/types.ts';
 import type { Format } from '../codec.ts';
 import type { StateStore } from '../state.ts';
 import type { Command } from './command.ts';
@@ -7,6 +8,7 @@ import { FanOut } from './fan-out.ts';
 import { Groups } from './groups.ts';
 import type { WireProtocol } from './protocol.ts';
 import { hubProtocol } from './protocols/hub.ts';
+import { Protocols } from './protocols/index.ts';
 import { type PhaseClock, PhaseScheduler } from './scheduler.ts';
 import { type ClientSocket, type ClientType, type HubClient, Sessions } from './session.ts';
 import { ErrorReport, emptyStats, type HubLogger, type HubStats } from './stats.ts';
@@ -40,6 +42,10 @@ export interface HubOptions {
   now?: () => number;
   /** The phase timer's monotonic clock and timers. */
   phaseClock?: PhaseClock;
+  /** The wire protocols a connection may speak besides the hub's own (legacy.tui_orderbook_symbol). */
+  protocols?: Protocols;
+  /** Who acts on trading actions (the actions plugin); without it every action is refused. */
+  actions?: ActionSubmitter;
 }
 
 /** What the hub reports to whoever observes it (the metrics plugin). Every method is optional. */
@@ -62,22 +68,26 @@ export class Hub {
   private readonly scheduler: PhaseScheduler;
   private readonly errors: ErrorReport;
   private readonly observers = new Set<HubObserver>();
+  readonly protocols: Protocols;
   private heartbeatTimer: NodeJS.Timeout | undefined;
 
   constructor(state: StateStore, options: HubOptions) {
     const now = options.now ?? Date.now;
     this.errors = new ErrorReport(this.stats, options.logger, now);
     this.groups = new Groups(options.sendPhases ?? 1);
+    this.protocols = options.protocols ?? new Protocols();
     this.sessions = new Sessions({ ...options, now }, this.stats, this.errors, {
       message: (client, data, binary) => this.commands.receive(client, data, binary),
       left: (client) => {
         this.fanOut.cancelSnapshot(client);
         this.groups.leave(client);
       },
+      pinged: (client, at) => this.fanOut.sendFrames(client, client.protocol.heartbeat?.(at)),
     });
     this.fanOut = new FanOut(state, this.groups, this.sessions, this.stats, this.errors, { ...options, now });
     this.commands = new Commands(state, this.sessions, this.groups, this.fanOut, this.stats, this.errors, {
       ...options,
+      protocols: this.protocols,
       now,
     });
     this.scheduler = new PhaseScheduler({
@@ -113,7 +123,8 @@ export class Hub {
 
   /**
    * Registers a socket and wires its events. Must be called synchronously in the upgrade handler. The client
-   * speaks `protocol` (the hub's own, in `format`, unless another is given).
+   * speaks `protocol` (the hub's own, in `format`, unless another is given). `choosing`: the upgrade named no
+   * protocol, so the client's first message may still choose one (see Protocols.chosenBy).
    */
   connect(
     socket: ClientSocket,
@@ -121,8 +132,16 @@ export class Hub {
     format: Format,
     principal: Principal = ANONYMOUS_PRINCIPAL,
     protocol: WireProtocol = hubProtocol(format),
+    choosing: false | { typeGiven: boolean } = false,
   ): HubClient {
-    return this.sessions.connect(socket, type, protocol, principal);
+    const client = this.sessions.connect(socket, type, protocol, principal);
+    client.choosing = choosing;
+    return client;
+  }
+
+  /** Open sockets by client type, then by protocol name (the `protocol` label, /debug). */
+  clientsByProtocol(): Record<ClientType, Record<string, number>> {
+    return this.sessions.clientsByProtocol();
   }
 
   /** Handles one frame from a client; an unexpected failure closes that client only. */

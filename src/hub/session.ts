@@ -27,13 +27,19 @@ export const OPEN = 1;
 /** One connected client. */
 export class HubClient {
   readonly id: number;
-  readonly type: ClientType;
+  /** Its cadence; set again only when its first message chooses a protocol (see `speak`). */
+  type: ClientType;
   /** How its frames are built and its messages read; clients sharing `protocol.key` share frames. */
-  readonly protocol: WireProtocol;
-  readonly format: Format;
+  protocol: WireProtocol;
+  format: Format;
   readonly socket: ClientSocket;
-  /** Built once: the send loop runs for every client at every tick. */
-  readonly sendOptions: { binary: boolean };
+  /** Built once per protocol: the send loop runs for every client at every tick. */
+  sendOptions: { readonly binary: boolean };
+  /**
+   * The upgrade named no protocol: the first message may still choose one (protocols/index.ts). Cleared by that
+   * first message, whatever it is. `typeGiven`: the upgrade said `?type=` (else `type` is the default).
+   */
+  choosing: false | { typeGiven: boolean } = false;
   subscriptions = new Set<string>();
   /** The sequence of the view the client holds: the `sequence` of the last update it was sent. */
   sequence = 0;
@@ -77,6 +83,14 @@ export class HubClient {
     this.lastSeenAt = now;
     this.connectedAt = now;
   }
+
+  /** Switches the client to another protocol (and cadence); the caller regroups it. */
+  speak(protocol: WireProtocol, type: ClientType = this.type): void {
+    this.protocol = protocol;
+    this.format = protocol.format;
+    this.sendOptions = protocol.sendOptions;
+    this.type = type;
+  }
 }
 
 export interface SessionOptions {
@@ -96,6 +110,8 @@ export interface SessionEvents {
   message(client: HubClient, data: Buffer, binary: boolean): void;
   /** A client is gone (closed, terminated, or its socket closed): it leaves its group and pending work. */
   left(client: HubClient): void;
+  /** A WebSocket ping went to the client: its protocol may send a ping message of its own. */
+  pinged(client: HubClient, at: number): void;
 }
 
 /** Connection lifecycle: connect and disconnect, closing with a code, token expiry, heartbeat and liveness. */
@@ -256,6 +272,7 @@ export class Sessions {
       client.socket.ping();
       client.pingSentAt = now;
       client.sentSincePing = false;
+      this.events.pinged(client, now);
     }
   }
 
@@ -272,6 +289,13 @@ export class Sessions {
   clientsByType(): Record<ClientType, number> {
     const counts = { tui: 0, web: 0 };
     for (const client of this.clients) counts[client.type]++;
+    return counts;
+  }
+
+  /** Open sockets by client type, then by protocol name. */
+  clientsByProtocol(): Record<ClientType, Record<string, number>> {
+    const counts: Record<ClientType, Record<string, number>> = { tui: {}, web: {} };
+    for (const client of this.clients) count(counts[client.type], client.protocol.name);
     return counts;
   }
 

@@ -14,6 +14,10 @@ export interface HubStats {
   sentBytes: Record<ClientType, Partial<Record<Format, number>>>;
   /** Frames handed to sockets, per client type. */
   sentMessages: Record<ClientType, number>;
+  /** Bytes and frames handed to sockets, per client type, then per protocol (`protocol` label of the metrics). */
+  sentByProtocol: Record<ClientType, Record<string, { bytes: number; messages: number }>>;
+  /** Client messages refused and not answered, because the client's protocol has no message for the refusal. */
+  unansweredRejections: number;
   /** Client messages rejected, by error code. */
   rejectedMessages: Record<string, number>;
   /** Sockets closed by the hub, by close code (`terminated` for a dead peer). */
@@ -33,6 +37,8 @@ export function emptyStats(): HubStats {
     broadcasts: { tui: 0, web: 0 },
     sentBytes: { tui: {}, web: {} },
     sentMessages: { tui: 0, web: 0 },
+    sentByProtocol: { tui: {}, web: {} },
+    unansweredRejections: 0,
     rejectedMessages: {},
     disconnects: {},
     slowConsumerSkips: 0,
@@ -73,6 +79,13 @@ export class ErrorReport {
     const suppressed = this.log.allow(`hub:${stage}`);
     if (suppressed === undefined) return;
     this.logger.error({ err: error, stage, ...context, suppressed }, message);
+  }
+
+  /** A client message refused without an answer (its protocol has none): logged once per second per code. */
+  refused(code: string, message: string, context: object): void {
+    const suppressed = this.log.allow(`refused:${code}`);
+    if (suppressed === undefined) return;
+    this.logger.warn({ ...context, code, suppressed }, `client message refused: ${message}`);
   }
 
   /** A socket error or a frame `ws` refused: counted by kind, logged once per second per kind. */

@@ -299,8 +299,9 @@ describe('live data path', () => {
     for (const diff of diffs) assert.equal(diff.changes.market_data, undefined);
   });
 
-  test('resync and the web UI message forms', async () => {
-    const raw = await openSocket(running.url, { query: 'type=web' });
+  test('resync and the type-form synonyms, on a connection that names the hub protocol', async () => {
+    // Without ?protocol=hub, a first message in the type form would select the b25 web UI's protocol.
+    const raw = await openSocket(running.url, { query: 'type=web&protocol=hub' });
     raw.ws.send(JSON.stringify({ type: 'subscribe', channels: ['account'] }));
     assert.equal((await raw.nextMessage(0)).type, 'subscribed');
     assert.equal((await raw.nextMessage(1)).type, 'state_update');

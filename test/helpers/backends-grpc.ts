@@ -3,8 +3,9 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 
 /**
- * A real in-process gRPC server standing in for order-execution (order.OrderService) and risk-manager
- * (riskmanager.RiskManager), built from the project's own proto files, bound to 127.0.0.1 on a free port.
+ * A real in-process gRPC server standing in for order-execution (order.OrderService: GetOrders, CreateOrder,
+ * CancelOrder) and risk-manager (riskmanager.RiskManager), built from the project's own proto files, bound to
+ * 127.0.0.1 on a free port.
  * Each method answers through a handler the test sets (and may change at any time); every call is recorded.
  */
 
@@ -18,7 +19,12 @@ const PROTO_OPTIONS: protoLoader.Options = {
 };
 const protoPath = (name: string) => fileURLToPath(new URL(`../../proto/${name}`, import.meta.url));
 
-export type GrpcMethod = 'GetOrders' | 'GetRiskMetrics' | 'GetEmergencyStopStatus';
+export type GrpcMethod =
+  | 'GetOrders'
+  | 'CreateOrder'
+  | 'CancelOrder'
+  | 'GetRiskMetrics'
+  | 'GetEmergencyStopStatus';
 
 export interface GrpcCall {
   method: GrpcMethod;
@@ -76,7 +82,11 @@ export class GrpcBackend {
       ),
     );
     const backend = new GrpcBackend(server, port, handlers);
-    server.addService(order.OrderService.service, { GetOrders: backend.unary('GetOrders') });
+    server.addService(order.OrderService.service, {
+      GetOrders: backend.unary('GetOrders'),
+      CreateOrder: backend.unary('CreateOrder'),
+      CancelOrder: backend.unary('CancelOrder'),
+    });
     server.addService(riskmanager.RiskManager.service, {
       GetRiskMetrics: backend.unary('GetRiskMetrics'),
       GetEmergencyStopStatus: backend.unary('GetEmergencyStopStatus'),

@@ -69,7 +69,7 @@ describe('HTTP routes with Redis up', () => {
     await client.subscribe(['system']);
     const text = await (await fetch(`${running.url}/metrics`)).text();
     for (const name of [
-      'dashboard_websocket_clients_total{client_type="web"} 1',
+      'dashboard_websocket_clients_total{client_type="web",protocol="hub"} 1',
       'dashboard_broadcasts_total',
       'dashboard_sent_bytes_total{client_type="web",format="msgpack"}',
       'dashboard_ingest_messages_total',

@@ -88,7 +88,7 @@ describe('configFromDocument: defaults', () => {
   test('an empty document gets every default', () => {
     const config = fromDoc({});
     assert.deepEqual(config, {
-      server: { host: '0.0.0.0', port: 8086, log_level: 'info', shutdown_timeout: 30_000 },
+      server: { host: '0.0.0.0', port: 8086, log_level: 'info', shutdown_timeout: 30_000, trust_proxy: [] },
       redis: {
         url: 'redis://localhost:6379',
         db: 0,
@@ -127,6 +127,7 @@ describe('configFromDocument: defaults', () => {
           trader: ['*'],
           admin: ['*'],
         },
+        anonymous: { enabled: false, role: 'viewer', allowed_cidrs: [] },
         jwt: {
           algorithms: ['HS256'],
           secrets: [TEST_SECRET.DASHBOARD_AUTH__JWT__SECRET],
@@ -137,7 +138,9 @@ describe('configFromDocument: defaults', () => {
         },
       },
       ops: { allowed_cidrs: [] },
+      legacy: {},
       backend_services: {},
+      actions: { enabled: false, roles: ['trader'], rate_limit: { max: 10, window: 60_000 }, timeout: 5000 },
       broadcast: { tui_interval: 100, web_interval: 250, send_phases: 10 },
       ingest: {
         orderbook_depth: 20,

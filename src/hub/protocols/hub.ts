@@ -1,5 +1,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { parseActionRequest } from '../../actions/request.ts';
+import { ACTION_KINDS, type ActionKind, type ActionResult } from '../../actions/types.ts';
 import { decode, encode, FORMATS, type Format, isBinary } from '../../codec.ts';
 import { TopicError, validateSubscription } from '../../topics.ts';
 import { type Command, ProtocolError } from '../command.ts';
@@ -20,6 +22,11 @@ export const ActionMessageSchema = Type.Union([
   }),
   Type.Object({ action: Type.Union([Type.Literal('resync'), Type.Literal('ping')]) }),
   Type.Object({ action: Type.Literal('auth'), token: Type.String({ minLength: 1, maxLength: 8192 }) }),
+  Type.Object({
+    action: Type.Union(ACTION_KINDS.map((kind) => Type.Literal(kind))),
+    data: Type.Object({}),
+    request_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  }),
 ]);
 /** The same messages in the form the existing web UI sends (`type` and `channels`). */
 export const WebUiMessageSchema = Type.Union([
@@ -37,7 +44,15 @@ export type WebUiMessage = Static<typeof WebUiMessageSchema>;
 const actionChecker = TypeCompiler.Compile(ActionMessageSchema);
 const webUiChecker = TypeCompiler.Compile(WebUiMessageSchema);
 
-const KNOWN_ACTIONS = new Set(['subscribe', 'unsubscribe', 'resync', 'ping', 'refresh', 'auth']);
+const KNOWN_ACTIONS = new Set([
+  'subscribe',
+  'unsubscribe',
+  'resync',
+  'ping',
+  'refresh',
+  'auth',
+  ...ACTION_KINDS,
+]);
 
 /** Parses and validates one client frame into a command. Throws ProtocolError. */
 export function parseClientMessage(data: Buffer | string, binary: boolean): Command {
@@ -78,11 +93,19 @@ export function parseClientMessage(data: Buffer | string, binary: boolean): Comm
     }
   }
   if (verb === 'auth') return { action: 'auth', token: (message as { token: string }).token };
+  if ((ACTION_KINDS as readonly string[]).includes(verb)) {
+    const { data, request_id: requestId } = message as { data: unknown; request_id?: string };
+    return {
+      action: 'trade',
+      request: parseActionRequest(verb as ActionKind, data),
+      ...(requestId === undefined ? {} : { requestId }),
+    };
+  }
   return { action: verb === 'refresh' || verb === 'resync' ? 'resync' : 'ping' };
 }
 
 /** Frames in today's shape, field order included: a client comparing bytes sees no difference. */
-class HubProtocol implements WireProtocol {
+export class HubProtocol implements WireProtocol {
   readonly name = 'hub';
   readonly format: Format;
   readonly key: string;
@@ -137,6 +160,8 @@ class HubProtocol implements WireProtocol {
           user_id: reply.userId,
           expires_at: reply.expiresAt === undefined ? null : new Date(reply.expiresAt).toISOString(),
         });
+      case 'action_result':
+        return encode(this.format, actionResultMessage(reply.result, reply.requestId));
     }
   }
 }
@@ -144,9 +169,30 @@ class HubProtocol implements WireProtocol {
 /** One instance per format, shared by every connection that speaks it (it holds no per-connection state). */
 const HUB_PROTOCOLS = Object.fromEntries(
   FORMATS.map((format) => [format, new HubProtocol(format)]),
-) as Record<Format, WireProtocol>;
+) as Record<Format, HubProtocol>;
 
 /** The hub protocol in `format`. */
-export function hubProtocol(format: Format): WireProtocol {
+export function hubProtocol(format: Format): HubProtocol {
   return HUB_PROTOCOLS[format];
+}
+
+/** `{"type":"action_result", …}`: the outcome of one trading action, snake_case, absent fields left out. */
+function actionResultMessage(result: ActionResult, requestId: string | undefined): Record<string, unknown> {
+  const message: Record<string, unknown> = { type: 'action_result', action: result.kind };
+  if (requestId !== undefined) message.request_id = requestId;
+  message.outcome = result.outcome;
+  const fields: [string, unknown][] = [
+    ['order_id', result.orderId],
+    ['client_order_id', result.clientOrderId],
+    ['state', result.state],
+    ['symbol', result.symbol],
+    ['side', result.side],
+    ['order_type', result.type],
+    ['quantity', result.quantity],
+    ['price', result.price],
+    ['reason', result.reason],
+  ];
+  for (const [name, value] of fields) if (value !== undefined) message[name] = value;
+  message.timestamp = new Date(result.at).toISOString();
+  return message;
 }

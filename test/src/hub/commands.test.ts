@@ -92,4 +92,59 @@ describe('commands', () => {
     assert.deepEqual(socket.ofType('unsubscribed').at(-1)?.subscriptions, ['account']);
     clearTimeout(client.expiryTimer);
   });
+
+  test('a connection that named no protocol is switched by a first message in the type form, and regrouped', () => {
+    const mayRead = (principal: Principal, name: string) => principal.role !== 'viewer' || name !== 'orders';
+    const hub = new Hub(new StateStore(), hubOptions({ mayRead, maxSubscriptions: 2 }));
+    const principal: Principal = { userId: 'u1', role: 'viewer', expiresAt: undefined };
+    const socket = new FakeSocket();
+    const client = hub.connect(socket, 'web', 'json', principal, undefined, { typeGiven: false });
+    hub.receive(
+      client,
+      Buffer.from(JSON.stringify({ type: 'subscribe', channels: ['orders', 'positions', 'x'] })),
+      false,
+    );
+    assert.equal(client.protocol.name, 'b25-tui');
+    assert.equal(client.type, 'tui', 'the terminal cadence: the upgrade named no type');
+    // Lenient: the forbidden topic is left out (counted, not answered), the unknown name ignored.
+    assert.deepEqual([...client.subscriptions], ['positions']);
+    assert.equal(hub.stats.rejectedMessages.forbidden_topic, 1);
+    assert.equal(client.group?.key, 'tui|b25-tui/json/|positions');
+    assert.deepEqual(
+      socket.messages().map((message) => message.type),
+      ['positions'],
+      'no subscribed reply: the terminal UI cannot read one',
+    );
+    // Its own ping message goes with each WebSocket ping; its pong is taken as a sign of life.
+    hub.heartbeat();
+    assert.equal(socket.pings, 1);
+    assert.equal(socket.ofType('ping').length, 1);
+    hub.receive(client, Buffer.from('{"type":"pong","timestamp":1}'), false);
+    hub.receive(client, Buffer.from('{"type":"dance"}'), false);
+    assert.equal(hub.stats.unansweredRejections, 1);
+    assert.equal(socket.ofType('error').length, 0);
+    // A later message in the type form changes nothing: only the first one chooses.
+    const other = new FakeSocket();
+    const stays = hub.connect(other, 'web', 'json', principal, undefined, { typeGiven: true });
+    hub.receive(stays, Buffer.from(JSON.stringify({ action: 'ping' })), false);
+    hub.receive(stays, Buffer.from(JSON.stringify({ type: 'subscribe', channels: ['positions'] })), false);
+    assert.equal(stays.protocol.name, 'hub');
+    clearTimeout(client.expiryTimer);
+  });
+
+  test('a trading action without an actions submitter is rejected, in the hub protocol as action_result', () => {
+    const { socket, send } = setup();
+    send({
+      action: 'order.create',
+      data: { symbol: 'BTCUSDT', side: 'BUY', type: 'MARKET', quantity: 1 },
+      request_id: 'r1',
+    });
+    const [result] = socket.ofType('action_result');
+    assert.equal(result.action, 'order.create');
+    assert.equal(result.request_id, 'r1');
+    assert.equal(result.outcome, 'rejected');
+    assert.match(String(result.reason), /actions.enabled/);
+    send({ action: 'order.cancel', data: {} });
+    assert.equal(socket.ofType('error').at(-1)?.code, 'invalid_message');
+  });
 });

@@ -13,11 +13,29 @@ describe('hub protocol frames', () => {
 
   test('snapshot and change', () => {
     assert.equal(
-      text(json.snapshot({ sequence: 7, epoch: 'e1', at, data: { account: { total_balance: 1 } } })),
+      text(
+        json.snapshot({
+          sequence: 7,
+          epoch: 'e1',
+          at,
+          data: { account: { total_balance: 1 } },
+          entry: () => undefined,
+        }),
+      ),
       '{"type":"state_update","sequence":7,"epoch":"e1","timestamp":"2026-01-02T03:04:05.678Z","data":{"account":{"total_balance":1}}}',
     );
     assert.equal(
-      text(json.change({ sequence: 9, baseSequence: 7, at, changes: { account: null }, view: () => ({}) })),
+      text(
+        json.change({
+          sequence: 9,
+          baseSequence: 7,
+          at,
+          changes: { account: null },
+          view: () => ({}),
+          entry: () => undefined,
+          before: () => undefined,
+        }),
+      ),
       '{"type":"diff_update","sequence":9,"base_sequence":7,"timestamp":"2026-01-02T03:04:05.678Z","changes":{"account":null}}',
     );
   });
