@@ -1,3 +1,4 @@
+// Over 350 lines: every refusal rule and both calls' outcomes in one place, in the order they apply.
 /**
  * Trading actions: who may act, how often, and what is sent to order-execution. No Fastify and no gRPC here:
  * the backend is an OrderBackend (plugins/actions.ts gives the gRPC one, order-backend.ts), the state is read
@@ -5,6 +6,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Principal } from '../access.ts';
+import type {
+  CancelOrderCall,
+  CancelOrderReply,
+  CreateOrderCall,
+  CreateOrderReply,
+  OrderBackend,
+} from './order-calls.ts';
 import {
   ACTION_KINDS,
   type ActionKind,
@@ -12,59 +20,16 @@ import {
   type ActionResult,
   type ActionSubmitter,
   type OrderSide,
-  type OrderType,
-  type TimeInForce,
 } from './types.ts';
+import { UserRateLimit } from './user-rate-limit.ts';
+
+export type { CancelOrderCall, CancelOrderReply, CreateOrderCall, CreateOrderReply, OrderBackend };
 
 export const ACTION_OUTCOMES = ['accepted', 'rejected', 'failed'] as const;
 export type ActionOutcome = ActionResult['outcome'];
 /** How many actions of each kind ended in each outcome, since start. */
 export type ActionCounts = Record<ActionKind, Record<ActionOutcome, number>>;
 
-/** CreateOrderRequest of proto/order.proto, enums by name. */
-export interface CreateOrderCall {
-  symbol: string;
-  side: OrderSide;
-  type: OrderType;
-  quantity: number;
-  price: number;
-  stop_price: number;
-  time_in_force: TimeInForce;
-  client_order_id: string;
-  reduce_only: boolean;
-  post_only: boolean;
-  user_id: string;
-}
-/** CreateOrderResponse of proto/order.proto (`timestamp` in Unix seconds). */
-export interface CreateOrderReply {
-  order_id: string;
-  client_order_id: string;
-  state: string;
-  timestamp: number;
-  error_message: string;
-}
-export interface CancelOrderCall {
-  order_id: string;
-  /** '' when the client named none. */
-  symbol: string;
-}
-export interface CancelOrderReply {
-  order_id: string;
-  state: string;
-  timestamp: number;
-  error_message: string;
-}
-
-/** order-execution's order calls. Each must honour `signal` (abort the call when it fires). */
-export interface OrderBackend {
-  createOrder(request: CreateOrderCall, signal?: AbortSignal): Promise<CreateOrderReply>;
-  cancelOrder(request: CancelOrderCall, signal?: AbortSignal): Promise<CancelOrderReply>;
-}
-
-/**
- * order-execution answered and refused the call (a gRPC status such as INVALID_ARGUMENT): the action is
- * `rejected` with this message, not `failed`. Any other error from a backend means it could not be reached.
- */
 export class OrderRefusedError extends Error {
   override name = 'OrderRefusedError';
 }
@@ -102,43 +67,6 @@ export interface ActionsOptions {
 const DEFAULT_TIMEOUT = 5000;
 const DEFAULT_MAX_TRACKED_USERS = 10_000;
 const MAX_REASON_LENGTH = 300;
-
-/** A fixed window per user; the map holds at most `maxUsers`, oldest windows dropped first. */
-class UserRateLimit {
-  private readonly windows = new Map<string, { start: number; count: number }>();
-  private readonly max: number;
-  private readonly window: number;
-  private readonly maxUsers: number;
-
-  constructor(max: number, window: number, maxUsers: number) {
-    this.max = max;
-    this.window = window;
-    this.maxUsers = maxUsers;
-  }
-
-  get size(): number {
-    return this.windows.size;
-  }
-
-  /** Takes one action from `user`'s window; false when the window is used up. */
-  take(user: string, now: number): boolean {
-    const current = this.windows.get(user);
-    if (current !== undefined && now - current.start < this.window) {
-      if (current.count >= this.max) return false;
-      current.count++;
-      return true;
-    }
-    // A new window goes to the end of the map, so the map stays in order of window start: the first entries
-    // are the oldest, and the sweep stops at the first one still running (unless the map is full).
-    this.windows.delete(user);
-    for (const [key, entry] of this.windows) {
-      if (now - entry.start < this.window && this.windows.size < this.maxUsers) break;
-      this.windows.delete(key);
-    }
-    this.windows.set(user, { start: now, count: 1 });
-    return true;
-  }
-}
 
 function emergencyStopped(risk: unknown): boolean {
   if (typeof risk !== 'object' || risk === null) return false;
