@@ -11,6 +11,7 @@ import { b25WebProtocol, webAccount, webOrder } from '../../../src/hub/protocols
 import { Protocols } from '../../../src/hub/protocols/index.ts';
 import type { JsonObject } from '../../../src/merge-patch.ts';
 import { parseDashboardMessage } from '../../helpers/b25-tui-model.ts';
+import { WEB_UI_CHANNELS } from '../../helpers/b25-web-model.ts';
 
 const at = Date.parse('2026-12-03T10:00:00.000Z');
 const buf = (message: unknown) => Buffer.from(JSON.stringify(message));
@@ -186,16 +187,8 @@ describe('b25-web frames', () => {
     const command = b25WebProtocol.parse(
       buf({
         type: 'subscribe',
-        channels: [
-          'market_data',
-          'account',
-          'positions',
-          'orders',
-          'trades',
-          'strategies',
-          'system_health',
-          'x',
-        ],
+        // What the web UI subscribes to (useWebSocket.ts), and a name the hub does not know.
+        channels: [...WEB_UI_CHANNELS, 'x'],
       }),
       false,
     );
