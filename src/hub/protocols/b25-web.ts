@@ -33,8 +33,12 @@ export const WEB_CHANNELS: ChannelMap = {
 const TRADES_SENT = 100;
 /** Order states the UI has no row for: they are sent as CANCELED so that it removes the order. */
 const TERMINAL = new Set(['FILLED', 'CANCELED', 'CANCELLED', 'REJECTED', 'EXPIRED']);
+/** types/index.ts Order status has NEW, PARTIALLY_FILLED, FILLED, CANCELED, REJECTED; anything else is NEW. */
 const STATUS: Record<string, string> = {
-  SUBMITTED: 'NEW',
+  NEW: 'NEW',
+  PARTIALLY_FILLED: 'PARTIALLY_FILLED',
+  FILLED: 'FILLED',
+  CANCELED: 'CANCELED',
   CANCELLED: 'CANCELED',
   REJECTED: 'CANCELED',
   EXPIRED: 'CANCELED',
@@ -58,7 +62,8 @@ export function webMarketData(entry: JsonObject): JsonObject {
   );
 }
 
-export function webOrder(order: JsonObject): JsonObject {
+/** `at`: the time it is sent, the order's `timestamp` when it carries none (the Orders page formats it). */
+export function webOrder(order: JsonObject, at: number): JsonObject {
   const state = String(order.state ?? '').toUpperCase();
   const type = str(order.type)?.toUpperCase();
   return assign(
@@ -67,12 +72,12 @@ export function webOrder(order: JsonObject): JsonObject {
       id: String(order.order_id),
       side: str(order.side)?.toUpperCase(),
       type: type === undefined ? undefined : (TYPE[type] ?? type),
-      status: STATUS[state] ?? state,
+      status: STATUS[state] ?? 'NEW',
       state,
       filledQuantity: num(order.filled_quantity),
       filled: num(order.filled_quantity),
       avgFillPrice: num(order.average_price),
-      timestamp: toMillis(order.updated_at ?? order.created_at),
+      timestamp: toMillis(order.updated_at ?? order.created_at) ?? at,
     },
   );
 }
@@ -139,14 +144,14 @@ export function webTrade(trade: JsonObject): JsonObject {
   );
 }
 
-export function webOrderBook(book: JsonObject): JsonObject {
+export function webOrderBook(book: JsonObject, at: number): JsonObject {
   const levels = (side: Json | undefined) =>
     Array.isArray(side)
       ? side.map((level) => (Array.isArray(level) ? { price: level[0], volume: level[1] } : level))
       : [];
   return assign(
     { symbol: book.symbol as string, bids: levels(book.bids), asks: levels(book.asks) },
-    { timestamp: toMillis(book.timestamp) },
+    { timestamp: toMillis(book.timestamp) ?? at },
   );
 }
 
@@ -226,14 +231,14 @@ class B25WebProtocol implements WireProtocol {
     if (data.orders !== undefined)
       snapshot.orders = entries(data.orders)
         .filter(([, order]) => !TERMINAL.has(String(order.state).toUpperCase()))
-        .map(([, order]) => webOrder(order));
+        .map(([, order]) => webOrder(order, view.at));
     if (data.positions !== undefined)
       snapshot.positions = Object.fromEntries(entries(data.positions).map(([s, p]) => [s, webPosition(p)]));
     if (isPlainObject(data.account)) snapshot.account = webAccount(data.account);
     if (data.strategies !== undefined) snapshot.strategies = data.strategies;
     const frames = [frame({ type: 'snapshot', seq: view.sequence, timestamp: view.at, data: snapshot })];
     for (const [, book] of entries(data.orderbook))
-      frames.push(frame({ type: 'orderbook', data: webOrderBook(book) }));
+      frames.push(frame({ type: 'orderbook', data: webOrderBook(book, view.at) }));
     // Oldest first: the UI puts each new trade on top.
     const trades = Object.values(isPlainObject(data.trades) ? data.trades : {})
       .flatMap((list) => (Array.isArray(list) ? list.filter(isPlainObject) : []))
@@ -264,12 +269,14 @@ class B25WebProtocol implements WireProtocol {
       frames.push(frame({ type: 'update', seq: change.sequence, timestamp: change.at, changes: updates }));
     for (const symbol of keysOf(changes.orderbook)) {
       const book = change.entry('orderbook', symbol);
-      if (isPlainObject(book)) frames.push(frame({ type: 'orderbook', data: webOrderBook(book) }));
+      if (isPlainObject(book)) frames.push(frame({ type: 'orderbook', data: webOrderBook(book, change.at) }));
     }
     for (const id of keysOf(changes.orders)) {
       const order = change.entry('orders', id);
       // An order gone from the state (swept, or no longer listed by order-execution) leaves the UI too.
-      const data = isPlainObject(order) ? webOrder(order) : { id, order_id: id, status: 'CANCELED' };
+      const data = isPlainObject(order)
+        ? webOrder(order, change.at)
+        : { id, order_id: id, status: 'CANCELED' };
       frames.push(frame({ type: 'order', data }));
     }
     for (const symbol of keysOf(changes.positions)) {

@@ -255,15 +255,22 @@ describe('b25-web frames', () => {
   });
 
   test('records carry both spellings; what has no source is left out; equity is derived only from both parts', () => {
-    const order = webOrder({
-      order_id: 7,
-      symbol: 'B',
-      side: 'buy',
-      state: 'EXPIRED',
-      type: 'POST_ONLY',
-      filled_quantity: 0.5,
-    });
+    const order = webOrder(
+      {
+        order_id: 7,
+        symbol: 'B',
+        side: 'buy',
+        state: 'EXPIRED',
+        type: 'POST_ONLY',
+        filled_quantity: 0.5,
+      },
+      at,
+    );
     assert.equal(order.id, '7');
+    // No updated_at or created_at: the time it is sent (the UI's Orders page cannot format a missing one).
+    assert.equal(order.timestamp, at);
+    // A state the UI has no status for is NEW (it lists NEW among the open orders).
+    assert.equal(webOrder({ order_id: 1, symbol: 'B', state: 'PENDING_CANCEL' }, at).status, 'NEW');
     assert.equal(order.status, 'CANCELED');
     assert.equal(order.state, 'EXPIRED');
     assert.equal(order.type, 'LIMIT');
