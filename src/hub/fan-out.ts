@@ -257,8 +257,12 @@ export class FanOut {
     bytes[client.format] = (bytes[client.format] ?? 0) + frame.length;
     this.stats.sentMessages[client.type]++;
     const byProtocol = this.stats.sentByProtocol[client.type];
-    const sent = byProtocol[client.protocol.name] ?? { bytes: 0, messages: 0 };
-    byProtocol[client.protocol.name] = sent;
+    let sent = byProtocol[client.protocol.name];
+    if (sent === undefined) {
+      // Once per protocol and client type: the send loop only adds to it.
+      sent = { bytes: 0, messages: 0 };
+      byProtocol[client.protocol.name] = sent;
+    }
     sent.bytes += frame.length;
     sent.messages++;
   }
