@@ -89,7 +89,7 @@ export default fp(
     );
     mirroredCounter(
       'dashboard_ingest_messages_total',
-      'Backend payloads accepted by ingest, by source (redis: a message; poll: one record of a polled section)',
+      'Backend payloads accepted by ingest, by source (redis, nats: a message; poll: one record of a polled section)',
       ['source', 'topic'],
       () => countsBySource(ingest.counters.messages),
     );
@@ -98,6 +98,12 @@ export default fp(
       'Backend payloads rejected as invalid, by source (a refused poll counts once)',
       ['source', 'topic'],
       () => countsBySource(ingest.counters.invalid),
+    );
+    mirroredCounter(
+      'dashboard_ingest_stale_total',
+      'Valid backend payloads not written because the state holds a later version (an older order, position, strategy, account or risk; an alert held already or older than every kept one), by source',
+      ['source', 'topic'],
+      () => countsBySource(ingest.counters.stale),
     );
     mirroredCounter(
       'dashboard_ingest_refused_total',
@@ -205,6 +211,22 @@ export default fp(
         this.set(redisIngest.info.status === 'up' ? 1 : 0);
       },
     });
+    const { natsIngest } = fastify;
+    if (natsIngest.info.enabled) {
+      new client.Gauge({
+        name: 'dashboard_nats_connected',
+        help: '1 while the NATS connection is up (exported only when nats.url is set)',
+        collect() {
+          this.set(natsIngest.info.status === 'up' ? 1 : 0);
+        },
+      });
+      mirroredCounter(
+        'dashboard_nats_reconnects_total',
+        'Times the NATS connection came back after a loss (each is followed by a refresh of orders and risk)',
+        [],
+        () => [[{}, natsIngest.info.reconnects]],
+      );
+    }
     mirroredCounter(
       'dashboard_redis_snapshot_skipped_total',
       'Snapshot keys (market_data:*) skipped at a load: invalid (refused by ingest), unreadable (not a string or hash), failed (any other error)',
@@ -276,5 +298,8 @@ export default fp(
       });
     }
   },
-  { name: 'metrics', dependencies: ['hub', 'state', 'redis-ingest', 'access', 'poller', 'actions'] },
+  {
+    name: 'metrics',
+    dependencies: ['hub', 'state', 'redis-ingest', 'nats-ingest', 'access', 'poller', 'actions'],
+  },
 );

@@ -19,6 +19,8 @@ declare module 'fastify' {
       readonly sources: ReadonlyMap<SourceName, PolledSource>;
       /** Polls every source soon (jittered): at start, after a Redis reconnect, when a breaker closes. */
       pollAll(): void;
+      /** Polls these sources soon (jittered), those configured: after a NATS reconnect, orders and risk. */
+      refresh(...names: SourceName[]): void;
       /** Adds an observer (the metrics plugin); returns a function that removes it. */
       observe(observer: PollObserver): () => void;
     };
@@ -266,6 +268,9 @@ export default fp(
       sources,
       pollAll() {
         for (const source of sources.values()) source.pollSoon();
+      },
+      refresh(...names: SourceName[]) {
+        for (const name of names) sources.get(name)?.pollSoon();
       },
       observe(observer: PollObserver) {
         observers.add(observer);

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import fp from 'fastify-plugin';
 import { Redis, type RedisOptions, ReplyError } from 'ioredis';
 import { ConflatingQueue, type ConflatingQueueStats } from '../src/conflating-queue.ts';
+import { logDropped } from '../src/ingest/dropped.ts';
 import { PayloadError } from '../src/ingest/schemas.ts';
 import { LogThrottle } from '../src/log-throttle.ts';
 import type { RedisStatus } from '../src/system-status.ts';
@@ -180,14 +181,7 @@ export default fp(
         ingest.handleMessage(name, message);
       } catch (error) {
         // Nothing a publisher sends may take the hub down: an unexpected failure drops that message too.
-        const topic = error instanceof PayloadError ? error.topic : 'unexpected';
-        const suppressed = invalidLog.allow(topic);
-        if (suppressed === undefined) return;
-        if (error instanceof PayloadError) {
-          log.warn({ channel: name, suppressed }, `ingest: dropped message: ${error.message}`);
-        } else {
-          log.error({ channel: name, suppressed, err: error }, 'ingest: message handling failed; dropped');
-        }
+        logDropped(log, invalidLog, { channel: name }, error);
       }
     }
     subscriber.on('error', (error: Error) => {
@@ -358,5 +352,6 @@ export default fp(
 );
 
 export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, '//***@');
+  // Every server of a list (nats.url takes several), not only the first.
+  return url.replace(/\/\/([^@/]*)@/g, '//***@');
 }

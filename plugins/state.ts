@@ -9,7 +9,7 @@ declare module 'fastify' {
     state: StateStore;
     /** The one writer of the `system` topic: the Redis side and the poller report their status to it. */
     systemStatus: SystemStatus;
-    /** Applies backend payloads to the state; every source (Redis, poller) goes through it. */
+    /** Applies backend payloads to the state; every source (Redis, NATS, poller) goes through it. */
     ingest: Ingest;
   }
 }
@@ -24,6 +24,8 @@ export default fp(
     const ingest = new Ingest(state, {
       orderbookDepth: options.orderbook_depth,
       tradesKept: options.trades_kept,
+      fillsKept: options.fills_kept,
+      alertsKept: options.alerts_kept,
       terminalOrderRetention: options.terminal_order_retention,
       maxMessageSize: options.max_message_size,
       maxSymbols: options.max_symbols,

@@ -22,6 +22,7 @@ const debugRoute: FastifyPluginAsync = async (fastify) => {
       epoch: state.epoch,
       journal_length: state.journalLength,
       redis: redisIngest.info,
+      nats: fastify.natsIngest.info,
       ingest: ingest.counters,
       ingest_pending: redisIngest.deferred(),
       broadcast: hub.stats,

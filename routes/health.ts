@@ -11,7 +11,10 @@ const NotReady = Type.Object({
   reason: Type.String(),
 });
 
-/** GET /health (the process is up) and GET /ready (Redis subscribed and the initial load done). */
+/**
+ * GET /health (the process is up) and GET /ready (Redis subscribed and the initial load done, NATS connected when
+ * configured).
+ */
 const healthRoutes: FastifyPluginAsync = async (fastify) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   app.get('/health', { schema: { response: { 200: Health } } }, async () => ({
@@ -19,7 +22,9 @@ const healthRoutes: FastifyPluginAsync = async (fastify) => {
     service: 'dashboard-server' as const,
   }));
   app.get('/ready', { schema: { response: { 200: Ready, 503: NotReady } } }, async (_request, reply) => {
-    const reason = fastify.draining ? 'shutting down' : fastify.redisIngest.notReadyReason();
+    const reason = fastify.draining
+      ? 'shutting down'
+      : (fastify.redisIngest.notReadyReason() ?? fastify.natsIngest.notReadyReason());
     // The error shape (src/errors.ts), and `status`/`reason` as probes have always read them.
     if (reason)
       return reply.code(503).send({ ...errorBody('not_ready', reason), status: 'not_ready', reason });

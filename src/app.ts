@@ -6,6 +6,7 @@ import configPlugin from '../plugins/config.ts';
 import errorsPlugin, { clientErrorHandler } from '../plugins/errors.ts';
 import hubPlugin from '../plugins/hub.ts';
 import metricsPlugin from '../plugins/metrics.ts';
+import natsIngestPlugin from '../plugins/nats-ingest.ts';
 import pollerPlugin from '../plugins/poller.ts';
 import redisIngestPlugin from '../plugins/redis-ingest.ts';
 import statePlugin from '../plugins/state.ts';
@@ -71,6 +72,7 @@ export async function buildApp(
   await app.register(statePlugin);
   await app.register(redisIngestPlugin);
   await app.register(pollerPlugin);
+  await app.register(natsIngestPlugin);
   await app.register(actionsPlugin);
   await app.register(authPlugin);
   await app.register(hubPlugin);

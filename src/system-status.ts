@@ -8,15 +8,19 @@ import { SINGLE, type StateStore } from './state.ts';
  * `redis.health_check_timeout`: a frozen process or host, a partition that has not closed the sockets yet).
  */
 export type RedisStatus = 'connecting' | 'up' | 'stalled' | 'down';
+/** The NATS connection: `down` from a lost connection until the client has re-established it. */
+export type NatsStatus = 'connecting' | 'up' | 'down';
 
 /**
  * The one writer of the `system` topic (docs/protocol.md): `{epoch, started_at, redis: {status, since},
- * sources: {NAME: …}}`. The Redis side and the poller report their part; this rewrites the whole record.
+ * nats?: {status, since}, sources: {NAME: …}}`. The Redis side, the NATS side (when configured) and the poller
+ * report their part; this rewrites the whole record.
  */
 export class SystemStatus {
   private readonly state: StateStore;
   private readonly startedAt: string;
   private redis: { status: RedisStatus; since: string };
+  private nats: { status: NatsStatus; since: string } | undefined;
   private readonly sources = new Map<SourceName, JsonObject>();
 
   constructor(state: StateStore) {
@@ -32,6 +36,12 @@ export class SystemStatus {
     this.publish();
   }
 
+  /** The NATS connection's status, and since when (ISO time); `system.nats` exists once reported. */
+  reportNats(status: NatsStatus, since: string): void {
+    this.nats = { status, since };
+    this.publish();
+  }
+
   /** One backend's poll status (`system.sources.NAME`). */
   reportSource(name: SourceName, status: SourceStatus): void {
     this.sources.set(name, statusRecord(status));
@@ -44,6 +54,7 @@ export class SystemStatus {
       started_at: this.startedAt,
       redis: { ...this.redis },
     };
+    if (this.nats) record.nats = { ...this.nats };
     if (this.sources.size > 0) record.sources = Object.fromEntries(this.sources);
     this.state.set('system', SINGLE, record);
   }

@@ -1,4 +1,7 @@
-/** The topics a backend publishes to (Redis channels `<topic>:*`), in the order snapshots list them. */
+/**
+ * The topics a backend publishes to (Redis channels `<topic>:*`, NATS subjects mapped onto them), in the order
+ * snapshots list them.
+ */
 export const INGEST_TOPICS = [
   'market_data',
   'orderbook',
@@ -7,11 +10,14 @@ export const INGEST_TOPICS = [
   'positions',
   'account',
   'strategies',
+  'fills',
+  'alerts',
+  'risk',
 ] as const;
 export type IngestTopic = (typeof INGEST_TOPICS)[number];
 
-/** Every section of the aggregated state: the ingest topics, then `risk` (polled) and `system` (the hub's own). */
-export const TOPICS = [...INGEST_TOPICS, 'risk', 'system'] as const;
+/** Every section of the aggregated state: the ingest topics, then `system` (the hub's own). */
+export const TOPICS = [...INGEST_TOPICS, 'system'] as const;
 export type Topic = (typeof TOPICS)[number];
 
 /** Sections keyed by an id; the others (`account`, `system`) hold one object. */
@@ -22,9 +28,11 @@ export const KEYED_TOPICS = new Set<Topic>([
   'orders',
   'positions',
   'strategies',
+  'fills',
+  'alerts',
 ]);
 /** Sections a client may narrow to one symbol, as `orderbook:BTCUSDT`. */
-export const SYMBOL_SCOPED_TOPICS = new Set<Topic>(['market_data', 'orderbook', 'trades']);
+export const SYMBOL_SCOPED_TOPICS = new Set<Topic>(['market_data', 'orderbook', 'trades', 'fills']);
 
 const TOPIC_SET = new Set<string>(TOPICS);
 /** A symbol as backends publish it and clients name it (`BTCUSDT`, `btc-usd`); upper-cased once accepted. */

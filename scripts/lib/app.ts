@@ -34,8 +34,11 @@ export async function startApp(
   return { app, url: `http://127.0.0.1:${port}`, close: () => app.close() };
 }
 
-/** Resolves when /ready says the app is subscribed and loaded. */
+/** Resolves when /ready says the app is subscribed and loaded (and connected to NATS, when configured). */
 export async function waitReady(app: FastifyInstance, timeoutMs = 5000): Promise<void> {
-  if (app.redisIngest.notReadyReason() === undefined) return;
-  await once(app.redisIngest.events, 'loaded', { signal: AbortSignal.timeout(timeoutMs) });
+  const signal = AbortSignal.timeout(timeoutMs);
+  if (app.redisIngest.notReadyReason() !== undefined)
+    await once(app.redisIngest.events, 'loaded', { signal });
+  while (app.natsIngest.notReadyReason() !== undefined)
+    await once(app.natsIngest.events, 'status', { signal });
 }

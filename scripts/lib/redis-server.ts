@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import { freePort } from './free-port.ts';
+import { started } from './started.ts';
 
 /** Starts `command args…` with stdout piped (e.g. pinned to a CPU, as the benchmark does). */
 export type Launcher = (command: string, args: string[]) => ChildProcess;
@@ -55,25 +56,7 @@ export class RedisServer {
       'no',
     ]);
     this.process = child;
-    let output = '';
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`redis-server did not start within 10 s: ${output.slice(-500)}`)),
-        10_000,
-      );
-      child.stdout!.on('data', (chunk: Buffer) => {
-        output += chunk.toString();
-        if (output.includes('Ready to accept connections')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`redis-server exited with ${code}: ${output.slice(-500)}`));
-      });
-    });
-    child.stdout!.resume();
+    await started(child, child.stdout!, 'Ready to accept connections', 'redis-server');
   }
 
   /** Kills the server at once (SIGKILL), as a crash would. */

@@ -79,6 +79,7 @@ export function checkConfig(config: Config, sources: ReadonlyMap<string, string>
     ['websocket.ping_interval', config.websocket.ping_interval],
     ['redis.health_check_interval', config.redis.health_check_interval],
     ['redis.health_check_timeout', config.redis.health_check_timeout],
+    ['nats.ping_interval', config.nats.ping_interval],
   ] as const) {
     if (ms < 10) throw new ConfigError(`config: ${key} must be at least 10ms, got ${ms}ms${from(key)}`);
   }
@@ -101,6 +102,24 @@ export function checkConfig(config: Config, sources: ReadonlyMap<string, string>
     );
   }
   checkAuth(config, from);
+  for (const server of config.nats.url?.split(',') ?? []) {
+    if (!URL.canParse(server) || new URL(server).hostname === '') {
+      throw new ConfigError(
+        `config: nats.url has ${JSON.stringify(server.replace(/\/\/[^@/]*@/, '//***@'))}, which is not a server URL like nats://host:4222 (several: separated by commas)${from('nats.url')}`,
+      );
+    }
+  }
+  // One subscription per subject: a subject named twice would feed one of the two topics only.
+  const seen = new Map<string, string>();
+  for (const [name, subject] of Object.entries(config.nats.subjects)) {
+    const other = seen.get(subject);
+    if (other !== undefined) {
+      throw new ConfigError(
+        `config: nats.subjects.${other} and nats.subjects.${name} are both ${JSON.stringify(subject)}: each topic needs a subject of its own${from(`nats.subjects.${name}`) || from(`nats.subjects.${other}`)}`,
+      );
+    }
+    seen.set(subject, name);
+  }
   if (config.actions.enabled && !config.backend_services.order_execution) {
     throw new ConfigError(
       `config: actions.enabled is true but backend_services.order_execution is not set: trading actions go to order-execution${from('actions.enabled')}`,

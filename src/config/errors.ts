@@ -76,8 +76,18 @@ export function firstError(
   const from = source ? ` (from ${source})` : '';
   if (!schema) return new ConfigError(`config: unknown key ${keyPath || '(root)'}${from}`);
   const shown = path.length === 0 ? 'the document' : path.join('.');
-  const got = JSON.stringify(valueAt(document, path)) ?? 'nothing';
+  const got = shownValue(path, valueAt(document, path));
   return new ConfigError(`config: ${shown} must be ${describeExpected(schema)}, got ${got}${from}`);
+}
+
+/** Keys whose value never reaches an error line (it is read from logs and terminals). */
+const SECRET_KEY = /secret|password|api_key|token/;
+
+/** A value as an error line shows it: a secret as `"***"`, a URL's credentials (`//user:password@`) masked. */
+function shownValue(path: string[], value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (SECRET_KEY.test(path.at(-1) ?? '') && typeof value === 'string') return '"***"';
+  return JSON.stringify(value).replace(/\/\/[^@/\s"]*@/g, '//***@');
 }
 
 /** ` (from DASHBOARD_…)` when an environment variable set `key`, else ''. */

@@ -68,6 +68,10 @@ const TopicOrWildcard = OneOf([...TOPICS, '*']);
 const OneOrMany = <T extends TSchema>(item: T) =>
   Type.Optional(Type.Union([item, Type.Array(item, { minItems: 1 })]));
 const GRPC_ADDRESS = '^[A-Za-z0-9.-]+:[0-9]{1,5}$';
+/** A NATS subject to subscribe to: dot-separated tokens, `*` for one token, a final `>` for the rest. */
+const NATS_SUBJECT = '^(?:(?:[^.*>\\s]+|\\*)\\.)*(?:[^.*>\\s]+|\\*|>)$';
+const Subject = (defaultValue: string) =>
+  Type.String({ pattern: NATS_SUBJECT, maxLength: 256, default: defaultValue });
 const HTTP_URL = '^https?://[^/]+$';
 const Breaker = () =>
   Type.Object(
@@ -129,6 +133,28 @@ export const ConfigFileSchema = Type.Object(
         health_check_interval: Duration('1s'),
         /** without a PING reply before Redis counts as stalled */
         health_check_timeout: Duration('2s'),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    nats: Type.Object(
+      {
+        /**
+         * The NATS server (`nats://host:4222`, `nats://user:password@host:4222`, several separated by commas); unset:
+         * no NATS, orders, fills, alerts and risk come from Redis and the polls only.
+         */
+        url: Type.Optional(Type.String({ pattern: '^(nats|tls)://[^\\s]+$', maxLength: 2048 })),
+        subjects: Type.Object(
+          {
+            orders: Subject('orders.updates.*'),
+            fills: Subject('trading.fills'),
+            alerts: Subject('trading.alerts'),
+            risk_metrics: Subject('risk.metrics'),
+            risk_alerts: Subject('risk.alerts.*'),
+          },
+          { additionalProperties: false, default: {} },
+        ),
+        /** between the client's PINGs: two unanswered and the connection is taken as lost (and re-established) */
+        ping_interval: Duration('5s'),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -252,6 +278,8 @@ export const ConfigFileSchema = Type.Object(
       {
         orderbook_depth: Type.Integer({ minimum: 1, maximum: 1000, default: 20 }),
         trades_kept: Type.Integer({ minimum: 1, maximum: 10000, default: 50 }),
+        fills_kept: Type.Integer({ minimum: 1, maximum: 10000, default: 100 }),
+        alerts_kept: Type.Integer({ minimum: 1, maximum: 10000, default: 100 }),
         terminal_order_retention: Duration('10m'),
         max_message_size: Size('1MiB'),
         max_symbols: Type.Integer({ minimum: 1, default: 1000 }),

@@ -1,8 +1,8 @@
 /** What ingest counts, by source: read by /debug (`ingest`) and the metrics at scrape time. */
 import { LIMITS, type Limit, PayloadError } from './schemas.ts';
 
-/** Where a payload came from: a Redis message (or snapshot key), or a record of a backend poll. */
-export const INGEST_SOURCES = ['redis', 'poll'] as const;
+/** Where a payload came from: a Redis message (or snapshot key), a NATS message, or a record of a backend poll. */
+export const INGEST_SOURCES = ['redis', 'nats', 'poll'] as const;
 export type IngestSource = (typeof INGEST_SOURCES)[number];
 /** The sources that deliver one message at a time (Ingest.handleMessage); a poll delivers whole sections. */
 export type MessageSource = Exclude<IngestSource, 'poll'>;
@@ -12,6 +12,11 @@ export interface IngestCounters {
   messages: Record<IngestSource, Record<string, number>>;
   /** Payloads refused, by source and topic (`unknown` for a channel that is no ingest topic); a refused poll counts once. */
   invalid: Record<IngestSource, Record<string, number>>;
+  /**
+   * Valid payloads not written because the state holds a later version (an order update older than the order held),
+   * by source and topic; also counted in `messages`.
+   */
+  stale: Record<IngestSource, Record<string, number>>;
   /** Valid payloads refused by a limit, by limit and topic, from every source (also counted in `invalid`). */
   refused: Record<Limit, Record<string, number>>;
   /** Symbols forgotten after ingest.symbol_idle_ttl without an update. */
@@ -29,20 +34,22 @@ export function newCounters(): IngestCounters {
   return {
     messages: bySource(),
     invalid: bySource(),
+    stale: bySource(),
     refused: Object.fromEntries(LIMITS.map((limit) => [limit, {}])) as Record<Limit, Record<string, number>>,
     symbolsEvicted: 0,
   };
 }
 
-/** Counts `records` payloads of `topic` accepted from `source`. */
+/** Counts `records` payloads of `topic` accepted from `source` (or, with `kind` `stale`, not written as stale). */
 export function countAccepted(
   counters: IngestCounters,
   source: IngestSource,
   topic: string,
   records: number,
+  kind: 'messages' | 'stale' = 'messages',
 ): void {
   if (records === 0) return;
-  const byTopic = counters.messages[source];
+  const byTopic = counters[kind][source];
   byTopic[topic] = (byTopic[topic] ?? 0) + records;
 }
 

@@ -1,7 +1,9 @@
+// Over 350 lines: every write to the state goes through this class; each topic's rule sits beside the limits it obeys.
 /**
- * The write path of ingest: per-topic rules (book depth, trades kept, terminal order retention) and the limits of
- * the state (entries per topic, symbols, the total budget). One path for every source: Redis messages
- * (handleMessage) and polled sections (replaceSection, replaceAccount, replaceSingle). Knows nothing of Redis or the backends.
+ * The write path of ingest: per-topic rules (book depth, trades and fills kept, alerts kept, order precedence,
+ * terminal order retention) and the limits of the state (entries per topic, symbols, the total budget). One path
+ * for every source: Redis and NATS messages (handleMessage) and polled sections (replaceSection, replaceAccount,
+ * replaceSingle). Knows nothing of Redis, NATS or the backends.
  */
 import type { Json, JsonObject } from '../merge-patch.ts';
 import { SINGLE, type StateStore } from '../state.ts';
@@ -12,6 +14,7 @@ import {
   SYMBOL_SCOPED_TOPICS,
   type Topic,
 } from '../topics.ts';
+import { AlertBook, isEmergencyStop } from './alerts.ts';
 import {
   countAccepted,
   countFailed,
@@ -20,25 +23,22 @@ import {
   newCounters,
 } from './counters.ts';
 import { checkWrite } from './limits.ts';
-import {
-  normalize,
-  normalizeBalances,
-  type Prepared,
-  RecordSize,
-  UNBOUNDED,
-  withoutNulls,
-  withSymbolSize,
-} from './normalize.ts';
-import { prepareOrderbook } from './orderbook.ts';
-import { TerminalOrders } from './orders.ts';
+import { type Prepared, RecordSize, UNBOUNDED, withoutNulls, withSymbolSize } from './normalize.ts';
+import { isStaleOrder, TerminalOrders } from './orders.ts';
+import { type PrepareOptions, preparePayload } from './prepare.ts';
 import { checkSection, isNewer, type PolledSection, planSection } from './reconcile.ts';
-import { checkers, NUMERIC_FIELDS, orderEnvelopeChecker, PayloadError, schemaError } from './schemas.ts';
+import { riskWithMetrics, riskWithStop } from './risk.ts';
+import { PayloadError } from './schemas.ts';
 import { SymbolTable } from './symbols.ts';
 import { TradeLists } from './trades.ts';
 
 export interface IngestOptions {
   orderbookDepth: number;
   tradesKept: number;
+  /** Newest fills kept per symbol (ingest.fills_kept). */
+  fillsKept?: number;
+  /** Newest alerts kept (ingest.alerts_kept). */
+  alertsKept?: number;
   /** How long an order in a terminal state stays visible, in ms. */
   terminalOrderRetention: number;
   /** Largest payload accepted, in bytes. */
@@ -72,6 +72,7 @@ export class Ingest {
   private readonly maxRecordSize: number;
   private readonly maxEntries: number;
   private readonly maxStateSize: number;
+  private readonly prepareOptions: PrepareOptions;
   /** Terminal orders within ingest.terminal_order_retention. */
   private readonly terminalOrders: TerminalOrders;
   /** When each entity was last written (local clock), for the rule of replaceSection. */
@@ -80,6 +81,10 @@ export class Ingest {
   private readonly symbols: SymbolTable;
   /** The newest trades of each symbol (ingest.trades_kept). */
   private readonly trades: TradeLists;
+  /** The newest fills of each symbol (ingest.fills_kept). */
+  private readonly fills: TradeLists;
+  /** The newest alerts (ingest.alerts_kept). */
+  private readonly alerts: AlertBook;
 
   constructor(state: StateStore, options: IngestOptions) {
     this.state = state;
@@ -88,7 +93,10 @@ export class Ingest {
     this.maxRecordSize = options.maxRecordSize ?? UNBOUNDED;
     this.maxEntries = options.maxEntries ?? Number.POSITIVE_INFINITY;
     this.maxStateSize = options.maxStateSize ?? UNBOUNDED;
+    this.prepareOptions = { orderbookDepth: options.orderbookDepth, maxRecordSize: this.maxRecordSize };
     this.trades = new TradeLists(options.tradesKept);
+    this.fills = new TradeLists(options.fillsKept ?? 100, 'fill_id');
+    this.alerts = new AlertBook(options.alertsKept ?? 100);
     this.terminalOrders = new TerminalOrders(options.terminalOrderRetention, this.now);
     this.symbols = new SymbolTable({
       max: options.maxSymbols,
@@ -127,7 +135,8 @@ export class Ingest {
       } catch {
         throw new PayloadError(topic, 'payload is not JSON');
       }
-      this.applyPayload(topic, parsed, colon === -1 ? undefined : channel.slice(colon + 1));
+      const applied = this.applyPayload(topic, parsed, colon === -1 ? undefined : channel.slice(colon + 1));
+      if (!applied) countAccepted(this.counters, source, topic, 1, 'stale');
     } catch (error) {
       countFailed(this.counters, error, source, label);
       throw error;
@@ -160,6 +169,7 @@ export class Ingest {
       checkSection(this.state, topic, plan, this.maxEntries, this.maxStateSize);
       for (const key of plan.removals) this.write(topic, key, undefined);
       for (const entry of plan.writes) this.applyPrepared(topic, entry);
+      countAccepted(this.counters, 'poll', topic, plan.stale, 'stale');
     } catch (error) {
       countFailed(this.counters, error, 'poll', topic);
       throw error;
@@ -170,12 +180,11 @@ export class Ingest {
   /** Stores a single-object section (`account`, `risk`) from a poll, unless the state holds a newer one. */
   replaceSingle(topic: 'account' | 'risk', record: JsonObject): void {
     try {
-      if (!isNewer(this.state.get(topic), record)) {
-        if (topic === 'account') this.applyPayload('account', record);
-        else {
-          const size = new RecordSize('risk', this.maxRecordSize);
-          this.write('risk', SINGLE, withoutNulls(record, size), size.bytes);
-        }
+      if (isNewer(this.state.get(topic), record)) countAccepted(this.counters, 'poll', topic, 1, 'stale');
+      else if (topic === 'account') this.applyPayload('account', record);
+      else {
+        const size = new RecordSize('risk', this.maxRecordSize);
+        this.write('risk', SINGLE, withoutNulls(record, size), size.bytes);
       }
     } catch (error) {
       countFailed(this.counters, error, 'poll', topic);
@@ -194,7 +203,7 @@ export class Ingest {
     try {
       const newAccount = isNewer(this.state.get('account'), account)
         ? undefined
-        : this.prepare('account', account);
+        : preparePayload(this.prepareOptions, 'account', account);
       label = 'positions';
       const plan = this.planPolled('positions', positions, pollStartedAt, true);
       const accountGrowth = newAccount ? newAccount.size - this.state.sizeOf('account', SINGLE) : 0;
@@ -202,6 +211,8 @@ export class Ingest {
       for (const key of plan.removals) this.write('positions', key, undefined);
       for (const entry of plan.writes) this.applyPrepared('positions', entry);
       if (newAccount) this.applyPrepared('account', newAccount);
+      countAccepted(this.counters, 'poll', 'positions', plan.stale, 'stale');
+      if (!newAccount) countAccepted(this.counters, 'poll', 'account', 1, 'stale');
     } catch (error) {
       countFailed(this.counters, error, 'poll', label);
       throw error;
@@ -233,7 +244,7 @@ export class Ingest {
 
   /** Checks and normalizes every polled record, then plans the section's writes and removals (no writes). */
   private planPolled(topic: PolledSection, records: JsonObject[], pollStartedAt: number, complete: boolean) {
-    const prepared = records.map((record) => this.prepare(topic, record));
+    const prepared = records.map((record) => preparePayload(this.prepareOptions, topic, record));
     return planSection(this.state, topic, prepared, {
       pollStartedAt,
       complete,
@@ -242,57 +253,44 @@ export class Ingest {
     });
   }
 
-  private applyPayload(topic: IngestTopic, payload: unknown, channelSuffix?: string): void {
-    this.applyPrepared(topic, this.prepare(topic, payload), channelSuffix);
+  /** Returns false when the payload was valid but not written: the state holds a later version. */
+  private applyPayload(topic: IngestTopic, payload: unknown, channelSuffix?: string): boolean {
+    return this.applyPrepared(topic, preparePayload(this.prepareOptions, topic, payload), channelSuffix);
   }
 
-  /** Checks and normalizes one payload; throws PayloadError, changes nothing. */
-  private prepare(topic: IngestTopic, payload: unknown): Prepared {
-    // A book is mostly levels, of which only the best few are kept: it is checked and reduced in one pass.
-    if (topic === 'orderbook')
-      return prepareOrderbook(payload, this.options.orderbookDepth, this.maxRecordSize);
-    if (topic === 'orders' && orderEnvelopeChecker.Check(payload)) payload = payload.order;
-    if (!checkers[topic].Check(payload)) throw schemaError(topic, payload);
-    const size = new RecordSize(topic, this.maxRecordSize);
-    const record = normalize(payload as Record<string, unknown>, NUMERIC_FIELDS[topic], size);
-    if (topic === 'account') {
-      // The account monitor cannot always total the balances in USD; it always has balances.
-      if (record.total_balance === undefined && record.balances === undefined) {
-        throw new PayloadError('account', 'invalid account payload: neither total_balance nor balances');
-      }
-      normalizeBalances(record);
-    }
-    return { record, size: size.bytes };
-  }
-
-  private applyPrepared(topic: IngestTopic, { record, size }: Prepared, channelSuffix?: string): void {
+  /** Returns false when the record was not written: the state holds a later version (an older order update). */
+  private applyPrepared(topic: IngestTopic, { record, size }: Prepared, channelSuffix?: string): boolean {
     switch (topic) {
       case 'market_data':
       case 'orderbook': {
         const symbol = this.symbolOf(record, channelSuffix, topic);
         this.write(topic, symbol, { ...record, symbol }, withSymbolSize(record, size, symbol));
-        return;
+        return true;
       }
       case 'trades':
-        this.applyTrade(record, size, channelSuffix);
-        return;
+      case 'fills':
+        this.applyListed(topic, record, size, channelSuffix);
+        return true;
       case 'orders':
-        this.applyOrder(record, size);
-        return;
+        return this.applyOrder(record, size);
       case 'positions': {
         const symbol = String(record.symbol).toUpperCase();
         if (record.quantity === 0) this.write('positions', symbol, undefined);
         else this.write('positions', symbol, { ...record, symbol }, size);
-        return;
+        return true;
       }
       case 'account':
         this.write('account', SINGLE, record, size);
-        return;
+        return true;
       case 'strategies': {
         const id = String(record.id);
         this.write('strategies', id, { ...record, id }, size);
-        return;
+        return true;
       }
+      case 'alerts':
+        return this.applyAlert(record, size);
+      case 'risk':
+        return this.applyRiskMetrics(record);
     }
   }
 
@@ -327,20 +325,57 @@ export class Ingest {
     return upper;
   }
 
-  private applyTrade(record: JsonObject, size: number, channelSuffix?: string): void {
-    const symbol = this.symbolOf(record, channelSuffix, 'trades');
-    const previous = (this.state.get('trades', symbol) as JsonObject[] | undefined) ?? [];
-    const trade = { ...record, symbol };
-    const tradeSize = withSymbolSize(record, size, symbol);
-    const inserted = this.trades.insert(previous, this.state.sizeOf('trades', symbol), trade, tradeSize);
-    if (inserted) this.write('trades', symbol, inserted.list, inserted.size);
+  /** A trade or a fill into its symbol's list of the newest (ingest.trades_kept, ingest.fills_kept). */
+  private applyListed(
+    topic: 'trades' | 'fills',
+    record: JsonObject,
+    size: number,
+    channelSuffix?: string,
+  ): void {
+    const symbol = this.symbolOf(record, channelSuffix, topic);
+    const previous = (this.state.get(topic, symbol) as JsonObject[] | undefined) ?? [];
+    const item = { ...record, symbol };
+    const itemSize = withSymbolSize(record, size, symbol);
+    const lists = topic === 'trades' ? this.trades : this.fills;
+    const inserted = lists.insert(previous, this.state.sizeOf(topic, symbol), item, itemSize);
+    if (inserted) this.write(topic, symbol, inserted.list, inserted.size);
   }
 
-  private applyOrder(record: JsonObject, size: number): void {
+  private applyOrder(record: JsonObject, size: number): boolean {
     const orderId = String(record.order_id);
     const state = String(record.state).toUpperCase();
     const order = { ...record, order_id: orderId, symbol: String(record.symbol).toUpperCase(), state };
+    if (isStaleOrder(this.state.get('orders', orderId), order)) return false;
     this.write('orders', orderId, order, size);
     this.terminalOrders.update(orderId, state);
+    return true;
+  }
+
+  /**
+   * An alert among the newest ingest.alerts_kept (the oldest goes when full; one older than every kept alert is not
+   * written). An emergency stop also sets `risk.emergency_stop`, as the poller would: both or neither.
+   */
+  private applyAlert(alert: JsonObject, size: number): boolean {
+    const id = String(alert.id);
+    const timestamp = alert.timestamp as number;
+    if (this.alerts.has(id) || !this.alerts.admits(timestamp)) return false;
+    const risk = isEmergencyStop(alert)
+      ? riskWithStop(this.state.get('risk'), alert, this.maxRecordSize)
+      : undefined;
+    if (risk) {
+      // Checked together before either is written: the alert must not land without the stop, nor the stop alone.
+      checkWrite(this.state, 'risk', SINGLE, risk.size, this.maxEntries, this.maxStateSize - size);
+    }
+    this.write('alerts', id, alert, size);
+    for (const evicted of this.alerts.add(id, timestamp)) this.write('alerts', evicted, undefined);
+    if (risk) this.write('risk', SINGLE, risk.record, risk.size);
+    return true;
+  }
+
+  /** The risk manager's metrics between polls (risk.ts); not written when the state holds later ones. */
+  private applyRiskMetrics(metrics: JsonObject): boolean {
+    const risk = riskWithMetrics(this.state.get('risk'), metrics, this.maxRecordSize);
+    if (risk) this.write('risk', SINGLE, risk.record, risk.size);
+    return risk !== undefined;
   }
 }

@@ -145,17 +145,20 @@ export function normalize(
   return result;
 }
 
-/** Balances as numbers; a decimal string too large for a number ("1e400") is refused, as on every field. */
-export function normalizeBalances(record: JsonObject): void {
-  if (record.balances === undefined) return;
-  const balances: JsonObject = {};
-  for (const [asset, amount] of Object.entries(record.balances as JsonObject)) {
+/**
+ * The values of a map of decimals (an account's `balances`, risk's `position_concentration`) as numbers; a decimal
+ * string too large for a number ("1e400") is refused, as on every field.
+ */
+export function numericMap(record: JsonObject, field: string, topic: string): void {
+  if (record[field] === undefined) return;
+  const map: JsonObject = {};
+  for (const [key, amount] of Object.entries(record[field] as JsonObject)) {
     const value = toNumber(amount);
     if (!Number.isFinite(value))
-      throw new PayloadError('account', `invalid account payload: balances.${asset} is not a finite number`);
-    balances[asset] = value;
+      throw new PayloadError(topic, `invalid ${topic} payload: ${field}.${key} is not a finite number`);
+    map[key] = value;
   }
-  record.balances = balances;
+  record[field] = map;
 }
 
 /** A record's size once its `symbol` is set to `symbol` (added when the payload had none). */

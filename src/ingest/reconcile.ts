@@ -5,6 +5,7 @@
 import type { Json, JsonObject } from '../merge-patch.ts';
 import type { StateStore } from '../state.ts';
 import type { Prepared } from './normalize.ts';
+import { isStaleOrder } from './orders.ts';
 import { PayloadError } from './schemas.ts';
 import { toMillis } from './timestamps.ts';
 
@@ -15,6 +16,8 @@ export type PolledSection = 'orders' | 'positions' | 'strategies';
 export interface SectionPlan {
   writes: Prepared[];
   removals: string[];
+  /** Returned records not written: the state holds a later version. */
+  stale: number;
 }
 
 export interface PlanOptions {
@@ -46,9 +49,14 @@ export function isNewer(current: Json | undefined, incoming: JsonObject): boolea
   return currentTime !== undefined && incomingTime !== undefined && currentTime > incomingTime;
 }
 
+/** Whether `incoming` must not overwrite `current`: an older order (isStaleOrder), else an older `updated_at`. */
+export function isStale(topic: string, current: Json | undefined, incoming: JsonObject): boolean {
+  return topic === 'orders' ? isStaleOrder(current, incoming) : isNewer(current, incoming);
+}
+
 /**
  * The changes that replace `topic` with a backend's full list of `prepared` records:
- * - a returned record is written unless the state holds a newer one (by `updated_at`), e.g. from Redis;
+ * - a returned record is written unless the state holds a later one (isStale), e.g. from Redis or NATS;
  * - an entity the list no longer has is removed, unless it was written after the poll began (a newer update)
  *   or is retained (a terminal order within its retention). An incomplete list removes nothing.
  */
@@ -60,7 +68,7 @@ export function planSection(
 ): SectionPlan {
   const returned = new Set(prepared.map(({ record }) => sectionKey(topic, record)));
   const writes = prepared.filter(
-    ({ record }) => !isNewer(state.get(topic, sectionKey(topic, record)), record),
+    ({ record }) => !isStale(topic, state.get(topic, sectionKey(topic, record)), record),
   );
   const removals: string[] = [];
   if (options.complete) {
@@ -71,7 +79,7 @@ export function planSection(
       removals.push(key);
     }
   }
-  return { writes, removals };
+  return { writes, removals, stale: prepared.length - writes.length };
 }
 
 /**

@@ -17,6 +17,10 @@ const OptStr = Type.Optional(Type.Union([Type.String(), Type.Null()]));
 const OptTime = Type.Optional(Type.Union([Type.Number(), Type.String(), Type.Null()]));
 const Id = Type.Union([Type.String({ minLength: 1, maxLength: 128 }), Type.Integer()]);
 const SymbolName = Type.String({ pattern: SYMBOL_PATTERN.source });
+/** A time as the services send it: RFC 3339 text, or Unix seconds or milliseconds. */
+const Time = Type.Union([Type.Number(), Type.String({ minLength: 1, maxLength: 64 })]);
+const Text = (maxLength: number) => Type.String({ maxLength });
+const OptDecimalMap = Type.Optional(Type.Record(Type.String(), Decimal));
 
 /** Payload schemas as the real publishers send them; fields beyond these are kept. */
 export const PayloadSchemas = {
@@ -92,7 +96,70 @@ export const PayloadSchemas = {
     win_rate: OptNum,
     updated_at: OptTime,
   }),
+  /** A fill as order-execution (`fill_id`) or the account monitor's publisher (`id`) sends it; one of the two ids. */
+  fills: Type.Object({
+    fill_id: Type.Optional(Id),
+    id: Type.Optional(Id),
+    order_id: Type.Optional(Id),
+    symbol: SymbolName,
+    side: OptStr,
+    price: Decimal,
+    quantity: Decimal,
+    fee: OptNum,
+    fee_asset: OptStr,
+    fee_currency: OptStr,
+    pnl: OptNum,
+    is_maker: Type.Optional(Type.Boolean()),
+    timestamp: Time,
+  }),
+  /** An alert as the account monitor sends it on `trading.alerts` (the risk manager's form: riskAlertChecker). */
+  alerts: Type.Object({
+    type: Type.String({ minLength: 1, maxLength: 64 }),
+    severity: Type.String({ minLength: 1, maxLength: 16 }),
+    symbol: Type.Optional(SymbolName),
+    message: Text(4096),
+    value: OptNum,
+    threshold: OptNum,
+    timestamp: Time,
+  }),
+  /** The risk manager's `risk.metrics` (the RiskMetrics fields of proto/risk.proto, `timestamp` in Unix seconds). */
+  risk: Type.Object({
+    margin_ratio: OptNum,
+    leverage: OptNum,
+    drawdown_daily: OptNum,
+    drawdown_max: OptNum,
+    daily_pnl: OptNum,
+    unrealized_pnl: OptNum,
+    total_equity: OptNum,
+    total_margin_used: OptNum,
+    position_concentration: OptDecimalMap,
+    limit_utilization: OptDecimalMap,
+    open_positions: OptNum,
+    pending_orders: OptNum,
+    timestamp: Time,
+  }),
 } satisfies Record<IngestTopic, TSchema>;
+
+/**
+ * An alert as the risk manager sends it on `risk.alerts.<level>`: a policy violation (`policy_*`, `metric_value`,
+ * `threshold_value`, `message`) or, at level `emergency`, an emergency stop (`type`, `reason`, `triggered_by`).
+ */
+export const riskAlertChecker = TypeCompiler.Compile(
+  Type.Object({
+    level: Type.String({ minLength: 1, maxLength: 16 }),
+    type: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    message: Type.Optional(Text(4096)),
+    reason: Type.Optional(Text(4096)),
+    triggered_by: Type.Optional(Text(256)),
+    policy_id: Type.Optional(Text(256)),
+    policy_name: Type.Optional(Text(256)),
+    policy_type: Type.Optional(Text(64)),
+    metric: Type.Optional(Text(128)),
+    metric_value: OptNum,
+    threshold_value: OptNum,
+    timestamp: Time,
+  }),
+);
 
 /** The compiled check of each topic's payload. */
 export const checkers = Object.fromEntries(
@@ -113,6 +180,20 @@ export const NUMERIC_FIELDS: Record<IngestTopic, readonly string[]> = {
   positions: ['quantity', 'entry_price', 'mark_price', 'unrealized_pnl', 'realized_pnl', 'liquidation_price'],
   account: ['total_balance', 'available_balance', 'margin_used', 'unrealized_pnl'],
   strategies: ['pnl', 'trades', 'win_rate'],
+  fills: ['price', 'quantity', 'fee', 'pnl'],
+  alerts: ['value', 'threshold', 'metric_value', 'threshold_value'],
+  risk: [
+    'margin_ratio',
+    'leverage',
+    'drawdown_daily',
+    'drawdown_max',
+    'daily_pnl',
+    'unrealized_pnl',
+    'total_equity',
+    'total_margin_used',
+    'open_positions',
+    'pending_orders',
+  ],
 };
 
 /** The limits a valid payload can still be refused by: each is counted apart (`dashboard_ingest_refused_total`). */

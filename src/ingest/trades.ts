@@ -1,13 +1,19 @@
-/** The newest trades of a symbol, newest first by trade time, with the list's estimated size kept up to date. */
+/**
+ * The newest trades (or fills) of a symbol, newest first by `timestamp`, with the list's estimated size kept up to
+ * date.
+ */
 import type { JsonObject } from '../merge-patch.ts';
 
 export class TradeLists {
   /** The estimated size of each stored trade (with its separator), so a list's size is the sum of its trades'. */
   private readonly sizes = new WeakMap<JsonObject, number>();
   private readonly kept: number;
+  /** The field that identifies an item: `trade_id`, `fill_id`. */
+  private readonly idField: string;
 
-  constructor(kept: number) {
+  constructor(kept: number, idField = 'trade_id') {
     this.kept = kept;
+    this.idField = idField;
   }
 
   /**
@@ -21,12 +27,12 @@ export class TradeLists {
     trade: JsonObject,
     tradeSize: number,
   ): { list: JsonObject[]; size: number } | undefined {
-    const tradeId = String(trade.trade_id);
+    const tradeId = String(trade[this.idField]);
     // The list's size is kept up to date from its trades' sizes, not summed anew.
     let size = previous.length === 0 ? 2 : previousSize;
     const list: JsonObject[] = [];
     for (const old of previous) {
-      if (String(old.trade_id) === tradeId) size -= this.sizes.get(old) ?? 0;
+      if (String(old[this.idField]) === tradeId) size -= this.sizes.get(old) ?? 0;
       else list.push(old);
     }
     let index = 0;

@@ -4,6 +4,7 @@ import { createServer, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import type { DashboardClient, JsonObject } from '../../src/client.ts';
+import { INGEST_TOPICS } from '../../src/topics.ts';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
 import { connectClient, viewWhere } from '../helpers/client.ts';
 import { logCollector } from '../helpers/logs.ts';
@@ -118,8 +119,8 @@ describe('repeated Redis outages', () => {
       await waitReady(running.app, 15_000);
       await viewWhere(client, (d) => redisStatus(d) === 'up', 15_000);
       const admin: Redis = redis.client();
-      // Exactly our seven patterns, subscribed once each, on the restarted server.
-      assert.equal(await admin.call('PUBSUB', 'NUMPAT'), 7);
+      // Exactly our patterns (one per ingest topic), subscribed once each, on the restarted server.
+      assert.equal(await admin.call('PUBSUB', 'NUMPAT'), INGEST_TOPICS.length);
       const before = running.app.ingest.counters.messages.redis.market_data ?? 0;
       assert.equal(await admin.publish('market_data:LOOP', JSON.stringify({ last_price: round })), 1);
       await viewWhere(client, (d) => price(d, 'LOOP') === round);

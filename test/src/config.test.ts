@@ -100,9 +100,22 @@ describe('configFromDocument: defaults', () => {
           'positions:*',
           'account:*',
           'strategies:*',
+          'fills:*',
+          'alerts:*',
+          'risk:*',
         ],
         health_check_interval: 1000,
         health_check_timeout: 2000,
+      },
+      nats: {
+        subjects: {
+          orders: 'orders.updates.*',
+          fills: 'trading.fills',
+          alerts: 'trading.alerts',
+          risk_metrics: 'risk.metrics',
+          risk_alerts: 'risk.alerts.*',
+        },
+        ping_interval: 5000,
       },
       websocket: {
         ping_interval: 30_000,
@@ -145,6 +158,8 @@ describe('configFromDocument: defaults', () => {
       ingest: {
         orderbook_depth: 20,
         trades_kept: 50,
+        fills_kept: 100,
+        alerts_kept: 100,
         terminal_order_retention: 600_000,
         max_message_size: 1_048_576,
         max_symbols: 1000,
@@ -676,5 +691,144 @@ describe('loadConfig', () => {
       loadConfig({ path: yamlFile('server:\n  log_level: "a\\nb"\n'), env: TEST_SECRET }),
     );
     assert.match(message, /server\.log_level/);
+  });
+});
+
+describe('configFromDocument: nats and the kept fills and alerts', () => {
+  test('no url by default: NATS is off; the subjects of the trading system; a ping every 5s', () => {
+    const { nats } = fromDoc({});
+    assert.equal('url' in nats, false);
+    assert.deepEqual(nats.subjects, {
+      orders: 'orders.updates.*',
+      fills: 'trading.fills',
+      alerts: 'trading.alerts',
+      risk_metrics: 'risk.metrics',
+      risk_alerts: 'risk.alerts.*',
+    });
+    assert.equal(nats.ping_interval, 5000);
+    // A partial subjects section keeps the other defaults.
+    const partial = fromDoc({
+      nats: { url: 'nats://nats:4222', subjects: { fills: 'fills.>' }, ping_interval: '2s' },
+    });
+    assert.equal(partial.nats.url, 'nats://nats:4222');
+    assert.equal(partial.nats.subjects.fills, 'fills.>');
+    assert.equal(partial.nats.subjects.orders, 'orders.updates.*');
+    assert.equal(partial.nats.ping_interval, 2000);
+  });
+
+  test('subjects: tokens, `*` for one token, a final `>`; set from the environment too', () => {
+    for (const subject of ['a', '>', '*', 'a.*.c', 'a.b.>', '*.*', 'orders.*.x', 'A-b_c.9', 'ünï.côde'])
+      assert.equal(fromDoc({ nats: { subjects: { fills: subject } } }).nats.subjects.fills, subject, subject);
+    const config = fromDoc(
+      {},
+      { DASHBOARD_NATS__URL: 'nats://a:4222,nats://b:4222', DASHBOARD_NATS__SUBJECTS__ALERTS: 'alerts.>' },
+    );
+    assert.equal(config.nats.url, 'nats://a:4222,nats://b:4222');
+    assert.equal(config.nats.subjects.alerts, 'alerts.>');
+  });
+
+  test('an invalid subject stops the config with one line naming its key', () => {
+    const bad = [
+      'a..b',
+      'a.>.b',
+      '>.a',
+      'has space',
+      'tab\there',
+      '',
+      '.a',
+      'a.',
+      'a*',
+      'a>',
+      '**',
+      'x'.repeat(257),
+    ];
+    for (const subject of bad) {
+      const message = configError(() => fromDoc({ nats: { subjects: { risk_alerts: subject } } }));
+      assert.match(message, /^config: nats\.subjects\.risk_alerts /, JSON.stringify(subject));
+    }
+    assert.match(
+      configError(() => fromDoc({ nats: { subjects: { risk_alerts: 5 } } })),
+      /nats\.subjects\.risk_alerts/,
+    );
+    const fromEnv = configError(() => fromDoc({}, { DASHBOARD_NATS__SUBJECTS__ORDERS: 'orders..x' }));
+    assert.match(fromEnv, /nats\.subjects\.orders/);
+    assert.match(fromEnv, /DASHBOARD_NATS__SUBJECTS__ORDERS/);
+  });
+
+  test('two topics on one subject stop the config, naming both keys', () => {
+    const message = configError(() => fromDoc({ nats: { subjects: { orders: 'risk.metrics' } } }));
+    assert.match(message, /nats\.subjects\.risk_metrics/);
+    assert.match(message, /nats\.subjects\.orders/);
+    assert.match(message, /"risk\.metrics"/);
+    // The same subject in two places is refused, not two subjects that merely overlap.
+    assert.equal(
+      fromDoc({ nats: { subjects: { risk_alerts: 'risk.>', risk_metrics: 'risk.metrics' } } }).nats.subjects
+        .risk_alerts,
+      'risk.>',
+    );
+  });
+
+  test('two topics on one subject by a variable: the message names the variable', {}, () => {
+    const message = configError(() => fromDoc({}, { DASHBOARD_NATS__SUBJECTS__ALERTS: 'trading.fills' }));
+    assert.match(message, /nats\.subjects\.alerts/);
+    assert.match(message, /DASHBOARD_NATS__SUBJECTS__ALERTS/);
+  });
+
+  test('a bad nats.url is refused without printing its password', {}, () => {
+    const message = configError(() => fromDoc({}, { DASHBOARD_NATS__URL: 'nats://user:s3cret@nats:4222 ' }));
+    assert.match(message, /nats\.url/);
+    assert.doesNotMatch(message, /s3cret/);
+  });
+
+  test('a url that is not nats:// or tls://, a bad ping interval, an unknown key', () => {
+    for (const url of ['http://nats:4222', 'nats://', 'nats://a b', 'nats:4222', ''])
+      assert.match(
+        configError(() => fromDoc({ nats: { url } })),
+        /nats\.url/,
+        url,
+      );
+    assert.equal(fromDoc({ nats: { url: 'tls://user:pw@nats:4222' } }).nats.url, 'tls://user:pw@nats:4222');
+    // Each server of a list is checked; a server without a host is named without its password.
+    const noHost = configError(() => fromDoc({ nats: { url: 'nats://a:4222,nats://user:s3cret@:4222' } }));
+    assert.match(noHost, /^config: nats\.url has "nats:\/\/\*\*\*@:4222"/);
+    assert.doesNotMatch(noHost, /s3cret/);
+    assert.match(
+      configError(() => fromDoc({ nats: { url: 'nats://a:4222,,nats://b:4222' } })),
+      /^config: nats\.url has ""/,
+    );
+    assert.match(
+      configError(() => fromDoc({ nats: { ping_interval: '5ms' } })),
+      /^config: nats\.ping_interval must be at least 10ms, got 5ms$/,
+    );
+    assert.match(
+      configError(() => fromDoc({}, { DASHBOARD_NATS__PING_INTERVAL: '1ms' })),
+      /nats\.ping_interval.*DASHBOARD_NATS__PING_INTERVAL/,
+    );
+    assert.match(
+      configError(() => fromDoc({ nats: { ping_interval: 'often' } })),
+      /nats\.ping_interval/,
+    );
+    assert.match(
+      configError(() => fromDoc({ nats: { bogus: 1 } })),
+      /unknown key nats\.bogus/,
+    );
+    assert.match(
+      configError(() => fromDoc({ nats: { subjects: { trades: 'x' } } })),
+      /unknown key nats\.subjects\.trades/,
+    );
+  });
+
+  test('ingest.fills_kept and ingest.alerts_kept: 100 by default, whole numbers from 1 to 10000', () => {
+    const config = fromDoc({ ingest: { fills_kept: 1, alerts_kept: 10_000 } });
+    assert.equal(config.ingest.fills_kept, 1);
+    assert.equal(config.ingest.alerts_kept, 10_000);
+    assert.equal(fromDoc({}, { DASHBOARD_INGEST__FILLS_KEPT: '7' }).ingest.fills_kept, 7);
+    for (const key of ['fills_kept', 'alerts_kept'])
+      for (const value of [0, 10_001, 2.5, -1, '10'])
+        assert.match(
+          configError(() => fromDoc({ ingest: { [key]: value } })),
+          new RegExp(`^config: ingest\\.${key} `),
+          `${key}: ${value}`,
+        );
   });
 });

@@ -414,9 +414,10 @@ describe('Ingest: orders', () => {
 
   test('an order that goes back to a non-terminal state is not swept', () => {
     const context = setup();
-    context.send('orders:x', order('o', 'FILLED'));
+    context.send('orders:x', order('o', 'FILLED', { updated_at: 1_700_000_000 }));
     context.advance(1000);
-    context.send('orders:x', order('o', 'NEW'));
+    // Only a later time takes an order back from a terminal state (the lifecycle never goes back on its own).
+    context.send('orders:x', order('o', 'NEW', { updated_at: 1_700_000_001 }));
     context.advance(RETENTION * 2);
     assert.equal(context.ingest.sweepTerminalOrders(), 0);
     assert.equal((context.state.get('orders', 'o') as JsonObject).state, 'NEW');
@@ -589,9 +590,10 @@ describe('Ingest: invalid input in general', () => {
     assert.throws(() => context.send('account:x', { nope: 1 }), PayloadError);
     assert.deepEqual(context.ingest.counters.messages, {
       redis: { market_data: 2, account: 1, orders: 1 },
+      nats: {},
       poll: {},
     });
-    assert.deepEqual(context.ingest.counters.invalid, { redis: { account: 1 }, poll: {} });
+    assert.deepEqual(context.ingest.counters.invalid, { redis: { account: 1 }, nats: {}, poll: {} });
   });
 
   test('polled records are counted as the poll source: one per record, a refused poll once', () => {
@@ -633,10 +635,12 @@ describe('Ingest: invalid input in general', () => {
     context.send('orders:x', { order_id: 'c', symbol: 'B', state: 'NEW' });
     assert.deepEqual(counters.messages, {
       redis: { orders: 1 },
+      nats: {},
       poll: { orders: 2, account: 1, risk: 1 },
     });
     assert.deepEqual(counters.invalid, {
       redis: {},
+      nats: {},
       poll: { strategies: 1, account: 1, positions: 1, risk: 1 },
     });
   });
@@ -644,10 +648,13 @@ describe('Ingest: invalid input in general', () => {
   test('every ingest topic has a handler', () => {
     assert.deepEqual([...INGEST_TOPICS].sort(), [
       'account',
+      'alerts',
+      'fills',
       'market_data',
       'orderbook',
       'orders',
       'positions',
+      'risk',
       'strategies',
       'trades',
     ]);
@@ -658,8 +665,8 @@ describe('Ingest: invalid input in general', () => {
     context.ingest.apply('market_data', { last_price: 5 }, 'btc');
     assert.deepEqual(context.state.get('market_data', 'BTC'), { last_price: 5, symbol: 'BTC' });
     assert.throws(() => context.ingest.apply('market_data', { last_price: 'x' }, 'btc'), PayloadError);
-    assert.deepEqual(context.ingest.counters.messages, { redis: {}, poll: {} });
-    assert.deepEqual(context.ingest.counters.invalid, { redis: {}, poll: {} });
+    assert.deepEqual(context.ingest.counters.messages, { redis: {}, nats: {}, poll: {} });
+    assert.deepEqual(context.ingest.counters.invalid, { redis: {}, nats: {}, poll: {} });
   });
 });
 

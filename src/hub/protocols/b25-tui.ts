@@ -10,17 +10,27 @@ import { type ChannelMap, parseTypeMessage } from './b25-messages.ts';
  * `alerts`, `ping`, and its serde parser rejects a whole list for one element it cannot read. So lists are sent
  * whole, each only when it changed, with every field it requires, in its spellings; values it has no variant for are
  * mapped to the nearest one, and a required field with no source gets a documented neutral value (docs/protocol.md).
+ * Fills and alerts are the exception: the terminal puts each item it receives on top of its panel, so those frames
+ * carry only the items it has not been sent, oldest first.
  */
 
 export const TUI_CHANNELS: ChannelMap = {
   positions: ['positions'],
   orders: ['orders'],
   orderbook: ['orderbook'],
-  // Carried by the NATS topics once they exist; nothing until then.
-  fills: [],
+  fills: ['fills'],
+  // No service publishes strategy signals anywhere the hub reads: nothing is sent.
   signals: [],
-  alerts: [],
+  alerts: ['alerts'],
 };
+
+/**
+ * The most fills and alerts a snapshot carries (the newest): the terminal shows 50 fills and 100 alerts by default
+ * (config.rs max_fills_display, max_alerts_display) and drops the rest.
+ */
+const LIST_SENT = 100;
+/** types.rs AlertLevel has Info, Warning, Error. */
+const ALERT_LEVEL: Record<string, string> = { INFO: 'Info', WARNING: 'Warning', CRITICAL: 'Error' };
 
 /** types.rs OrderStatus has New, PartiallyFilled, Filled, Canceled, Rejected. */
 const STATUS: Record<string, string> = {
@@ -96,6 +106,39 @@ export function tuiPosition(position: JsonObject): JsonObject {
   };
 }
 
+/** A fill as types.rs `Fill`, or undefined without a side it knows. Neutral values: `order_id` "", fee and pnl 0. */
+export function tuiFill(fill: JsonObject): JsonObject | undefined {
+  const side = SIDE[String(fill.side ?? '').toUpperCase()];
+  if (side === undefined) return undefined;
+  return {
+    id: String(fill.fill_id).toWellFormed(),
+    order_id: String(fill.order_id ?? '').toWellFormed(),
+    symbol: String(fill.symbol),
+    side,
+    price: num(fill.price) ?? 0,
+    size: num(fill.quantity) ?? 0,
+    fee: num(fill.fee) ?? 0,
+    pnl: num(fill.pnl) ?? 0,
+    timestamp: rfc3339(num(fill.timestamp) ?? 0),
+  };
+}
+
+/** An alert as types.rs `Alert`: CRITICAL is its `Error` level. */
+export function tuiAlert(alert: JsonObject): JsonObject {
+  return {
+    id: String(alert.id),
+    level: ALERT_LEVEL[String(alert.severity)] ?? 'Info',
+    message: String(alert.message ?? '').toWellFormed(),
+    timestamp: rfc3339(num(alert.timestamp) ?? 0),
+  };
+}
+
+/** The newest `max` of `items`, oldest first (the terminal puts each on top as it reads it). */
+function oldestFirst(items: JsonObject[], max: number): JsonObject[] {
+  const sorted = items.sort((a, b) => (num(a.timestamp) ?? 0) - (num(b.timestamp) ?? 0));
+  return sorted.length > max ? sorted.slice(sorted.length - max) : sorted;
+}
+
 /** An order book as types.rs `OrderBook`: `[price, size]` pairs and an RFC 3339 time (the time sent when none). */
 export function tuiOrderBook(book: JsonObject, at: number): JsonObject {
   const levels = (side: Json | undefined) =>
@@ -116,6 +159,47 @@ export function tuiOrderBook(book: JsonObject, at: number): JsonObject {
 const frame = (message: JsonObject) => Buffer.from(JSON.stringify(message));
 const values = (section: Json | undefined): JsonObject[] =>
   isPlainObject(section) ? Object.values(section).filter(isPlainObject) : [];
+const listed = (list: Json | undefined): JsonObject[] =>
+  Array.isArray(list) ? list.filter(isPlainObject) : [];
+const keysOf = (section: Json | undefined) => (isPlainObject(section) ? Object.keys(section) : []);
+
+function fillsFrame(fills: JsonObject[]): Buffer | undefined {
+  const data = oldestFirst(fills, LIST_SENT)
+    .map(tuiFill)
+    .filter((fill): fill is JsonObject => fill !== undefined);
+  return data.length > 0 ? frame({ type: 'fills', data }) : undefined;
+}
+
+function alertsFrame(alerts: JsonObject[]): Buffer | undefined {
+  return alerts.length > 0
+    ? frame({ type: 'alerts', data: oldestFirst(alerts, LIST_SENT).map(tuiAlert) })
+    : undefined;
+}
+
+/** The fills of the changed symbols that the receiving clients have not been sent (not in their view before). */
+function newFills(change: ChangeView): JsonObject[] {
+  const fills: JsonObject[] = [];
+  for (const symbol of keysOf(change.changes.fills)) {
+    const sent = new Set(listed(change.before('fills', symbol)).map((fill) => String(fill.fill_id)));
+    for (const fill of listed(change.entry('fills', symbol)))
+      if (!sent.has(String(fill.fill_id))) fills.push(fill);
+  }
+  return fills;
+}
+
+/** The alerts added by this change (an evicted one is a deletion: the terminal keeps its own list). */
+function newAlerts(change: ChangeView): JsonObject[] {
+  const alerts: JsonObject[] = [];
+  const changed = change.changes.alerts;
+  for (const id of keysOf(changed)) {
+    const alert = (changed as JsonObject)[id];
+    if (isPlainObject(alert) && change.before('alerts', id) === undefined) {
+      const whole = change.entry('alerts', id);
+      if (isPlainObject(whole)) alerts.push(whole);
+    }
+  }
+  return alerts;
+}
 
 class B25TuiProtocol implements WireProtocol {
   readonly name = 'b25-tui';
@@ -160,6 +244,12 @@ class B25TuiProtocol implements WireProtocol {
   snapshot(view: SnapshotView): Frames {
     const book = this.symbolOf(view.data.orderbook);
     const frames = this.lists(view.data, view.at, { positions: true, orders: true, book });
+    const fills = fillsFrame(
+      isPlainObject(view.data.fills) ? Object.values(view.data.fills).flatMap(listed) : [],
+    );
+    if (fills) frames.push(fills);
+    const alerts = alertsFrame(values(view.data.alerts));
+    if (alerts) frames.push(alerts);
     return frames.length > 0 ? frames : undefined;
   }
 
@@ -173,8 +263,12 @@ class B25TuiProtocol implements WireProtocol {
       if (book !== undefined && changes.orderbook[book] === undefined) book = undefined;
     }
     const which = { positions: changes.positions !== undefined, orders: changes.orders !== undefined, book };
-    if (!which.positions && !which.orders && book === undefined) return undefined;
-    const frames = this.lists(current(), change.at, which);
+    const frames =
+      which.positions || which.orders || book !== undefined ? this.lists(current(), change.at, which) : [];
+    const fills = changes.fills === undefined ? undefined : fillsFrame(newFills(change));
+    if (fills) frames.push(fills);
+    const alerts = changes.alerts === undefined ? undefined : alertsFrame(newAlerts(change));
+    if (alerts) frames.push(alerts);
     return frames.length > 0 ? frames : undefined;
   }
 

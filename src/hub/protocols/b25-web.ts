@@ -23,7 +23,7 @@ export const WEB_CHANNELS: ChannelMap = {
   strategies: ['strategies'],
   system_health: ['system'],
   system: ['system'],
-  // Carried by the NATS topics once they exist; nothing until then.
+  // The UI subscribes to these but routes no message type for them (useWebSocket.ts): nothing is sent.
   fills: [],
   alerts: [],
   signals: [],
@@ -165,10 +165,12 @@ export function webSystemHealth(system: JsonObject, at: number): JsonObject[] {
       { uptime: startedAt === undefined ? undefined : Math.max(0, Math.round((at - startedAt) / 1000)) },
     ),
   );
-  const redis = isPlainObject(system.redis) ? system.redis : undefined;
-  if (redis) {
-    const status = redis.status === 'up' ? 'healthy' : redis.status === 'down' ? 'down' : 'degraded';
-    health.push(assign({ service: 'redis', status }, { lastCheck: toMillis(redis.since) }));
+  for (const service of ['redis', 'nats']) {
+    const connection = isPlainObject(system[service]) ? system[service] : undefined;
+    if (!connection) continue;
+    const status =
+      connection.status === 'up' ? 'healthy' : connection.status === 'down' ? 'down' : 'degraded';
+    health.push(assign({ service, status }, { lastCheck: toMillis(connection.since) }));
   }
   const sources = isPlainObject(system.sources) ? system.sources : {};
   for (const [name, source] of Object.entries(sources)) {

@@ -6,11 +6,14 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ProtocolError } from '../../../src/hub/command.ts';
 import type { ChangeView, Frames, Reply, SnapshotView } from '../../../src/hub/protocol.ts';
-import { b25TuiProtocol, tuiOrder } from '../../../src/hub/protocols/b25-tui.ts';
-import { b25WebProtocol, webAccount, webOrder } from '../../../src/hub/protocols/b25-web.ts';
+import { b25TuiProtocol, tuiAlert, tuiFill, tuiOrder } from '../../../src/hub/protocols/b25-tui.ts';
+import { b25WebProtocol, webAccount, webOrder, webSystemHealth } from '../../../src/hub/protocols/b25-web.ts';
 import { Protocols } from '../../../src/hub/protocols/index.ts';
+import { Ingest } from '../../../src/ingest/ingest.ts';
 import type { JsonObject } from '../../../src/merge-patch.ts';
-import { parseDashboardMessage } from '../../helpers/b25-tui-model.ts';
+import { StateStore, TOO_OLD } from '../../../src/state.ts';
+import { buildFilter } from '../../../src/topics.ts';
+import { parseDashboardMessage, TuiModel } from '../../helpers/b25-tui-model.ts';
 import { WEB_UI_CHANNELS } from '../../helpers/b25-web-model.ts';
 
 const at = Date.parse('2026-12-03T10:00:00.000Z');
@@ -170,7 +173,11 @@ describe('b25-tui frames parse in a model of the terminal UI', () => {
         }),
         false,
       ),
-      { action: 'subscribe', subscriptions: ['positions', 'orders', 'orderbook'], lenient: true },
+      {
+        action: 'subscribe',
+        subscriptions: ['positions', 'orders', 'orderbook', 'fills', 'alerts'],
+        lenient: true,
+      },
     );
     assert.deepEqual(tui.parse(buf({ type: 'pong', timestamp: 1 }), false), { action: 'none' });
     assert.throws(
@@ -183,6 +190,25 @@ describe('b25-tui frames parse in a model of the terminal UI', () => {
 });
 
 describe('b25-web frames', () => {
+  test('system_health lists Redis, and NATS once configured, by their status', () => {
+    const at = Date.parse('2026-12-03T12:00:00Z');
+    const system = {
+      started_at: '2026-12-03T11:00:00Z',
+      redis: { status: 'up', since: '2026-12-03T11:00:01Z' },
+      nats: { status: 'down', since: '2026-12-03T11:59:00Z' },
+    };
+    const byService = Object.fromEntries(webSystemHealth(system, at).map((entry) => [entry.service, entry]));
+    assert.deepEqual(Object.keys(byService), ['dashboard-server', 'redis', 'nats']);
+    assert.equal(byService.redis.status, 'healthy');
+    assert.deepEqual(byService.nats, {
+      service: 'nats',
+      status: 'down',
+      lastCheck: Date.parse('2026-12-03T11:59:00Z'),
+    });
+    const withoutNats = webSystemHealth({ ...system, nats: undefined } as never, at);
+    assert.ok(!withoutNats.some((entry) => entry.service === 'nats'));
+  });
+
   test('the subscribe: system_health is the system topic, market_data brings the books, unknown names are ignored', () => {
     const command = b25WebProtocol.parse(
       buf({
@@ -352,5 +378,284 @@ describe('b25-web frames', () => {
       protocols.chosenBy(buf({ type: 'order', action: 'create' }), false, 'web', true)?.protocol.name,
       'b25-web',
     );
+  });
+});
+
+describe('b25-tui fills and alerts: the terminal puts each item on top, so it is sent each once, oldest first', () => {
+  const tui = b25TuiProtocol(undefined);
+  const T = Date.parse('2026-03-01T12:00:00.000Z');
+  const fillAt = (id: string, symbol: string, ms: number, fields: Record<string, unknown> = {}) =>
+    ({
+      fill_id: id,
+      symbol,
+      side: 'BUY',
+      price: 100,
+      quantity: 0.5,
+      timestamp: ms,
+      ...fields,
+    }) as JsonObject;
+  const alertAt = (id: string, severity: string, ms: number): JsonObject => ({
+    id,
+    source: 'account_monitor',
+    type: 't',
+    severity,
+    message: `alert ${id}`,
+    timestamp: ms,
+  });
+  /** Each frame parses in the model of the client; returns them by type. */
+  const parsedByType = (result: Frames): Record<string, JsonObject> => {
+    const byType: Record<string, JsonObject> = {};
+    for (const frame of frames(result)) {
+      const parsed = parseDashboardMessage(JSON.stringify(frame));
+      assert.ok(parsed.ok, parsed.ok ? '' : `${parsed.error}: ${JSON.stringify(frame).slice(0, 200)}`);
+      assert.equal(byType[frame.type as string], undefined, `two ${String(frame.type)} frames`);
+      byType[frame.type as string] = frame;
+    }
+    return byType;
+  };
+  const ids = (frame: JsonObject | undefined) => ((frame?.data ?? []) as JsonObject[]).map((item) => item.id);
+
+  test('types.rs Fill and Alert: every field, its spellings, CRITICAL as Error, neutral values', () => {
+    assert.deepEqual(
+      tuiFill({
+        fill_id: 'f1',
+        order_id: 'o1',
+        symbol: 'BTCUSDT',
+        side: 'sell',
+        price: 97000.5,
+        quantity: 0.01,
+        fee: 0.02,
+        pnl: -1.5,
+        timestamp: T,
+      }),
+      {
+        id: 'f1',
+        order_id: 'o1',
+        symbol: 'BTCUSDT',
+        side: 'Sell',
+        price: 97000.5,
+        size: 0.01,
+        fee: 0.02,
+        pnl: -1.5,
+        timestamp: '2026-03-01T12:00:00.000Z',
+      },
+    );
+    assert.deepEqual(
+      tuiFill({ fill_id: 'f2', symbol: 'B', side: 'BUY', price: 1, quantity: 2, timestamp: T }),
+      {
+        id: 'f2',
+        order_id: '',
+        symbol: 'B',
+        side: 'Buy',
+        price: 1,
+        size: 2,
+        fee: 0,
+        pnl: 0,
+        timestamp: '2026-03-01T12:00:00.000Z',
+      },
+    );
+    for (const side of [undefined, 'LONG', 'hold'])
+      assert.equal(tuiFill(fillAt('f', 'B', T, { side })), undefined, String(side));
+    const levels = ['INFO', 'WARNING', 'CRITICAL', 'ODD'].map(
+      (severity) => tuiAlert(alertAt('a', severity, T)).level,
+    );
+    assert.deepEqual(levels, ['Info', 'Warning', 'Error', 'Info']);
+    assert.deepEqual(tuiAlert(alertAt('a1', 'CRITICAL', T)), {
+      id: 'a1',
+      level: 'Error',
+      message: 'alert a1',
+      timestamp: '2026-03-01T12:00:00.000Z',
+    });
+  });
+
+  test('a snapshot: the newest 100 fills of every symbol and the newest 100 alerts, oldest first; no side, no fill', () => {
+    // 60 fills of each of two symbols, their times interleaved; lists are stored newest first.
+    const btc = Array.from({ length: 60 }, (_, i) => fillAt(`b${i}`, 'BTCUSDT', T + i * 2000)).reverse();
+    const eth = Array.from({ length: 60 }, (_, i) =>
+      fillAt(`e${i}`, 'ETHUSDT', T + i * 2000 + 1000),
+    ).reverse();
+    // Among the newest: a fill the terminal has no side for.
+    eth[0] = { ...eth[0], side: 'HOLD' };
+    const alerts: JsonObject = {};
+    for (let i = 0; i < 105; i++)
+      alerts[`a${i}`] = alertAt(`a${i}`, ['INFO', 'WARNING', 'CRITICAL'][i % 3], T + ((i * 8) % 105) * 1000);
+    const byType = parsedByType(tui.snapshot(snapshotOf({ fills: { BTCUSDT: btc, ETHUSDT: eth }, alerts })));
+    assert.deepEqual(Object.keys(byType).sort(), ['alerts', 'fills']);
+    const fills = byType.fills.data as JsonObject[];
+    // The 120 interleaved are b0 e0 b1 e1 …: the newest 100 start at b10; e59 has no side.
+    const expected = [];
+    for (let i = 10; i < 60; i++) expected.push(`b${i}`, `e${i}`);
+    expected.pop();
+    assert.deepEqual(ids(byType.fills), expected);
+    assert.deepEqual(
+      fills.map((fill) => Date.parse(String(fill.timestamp))),
+      fills.map((fill) => Date.parse(String(fill.timestamp))).sort((a, b) => a - b),
+    );
+    const sentAlerts = byType.alerts.data as JsonObject[];
+    assert.equal(sentAlerts.length, 100);
+    const times = sentAlerts.map((alert) => Date.parse(String(alert.timestamp)));
+    assert.deepEqual(
+      times,
+      [...times].sort((a, b) => a - b),
+    );
+    assert.equal(times[0], T + 5000, 'the 5 oldest alerts are left out');
+    // What the terminal shows: the newest on top.
+    const model = new TuiModel({ maxFills: 200, maxAlerts: 200 });
+    for (const frame of frames(tui.snapshot(snapshotOf({ fills: { BTCUSDT: btc, ETHUSDT: eth }, alerts }))))
+      model.receive(JSON.stringify(frame));
+    assert.equal(model.fills[0].id, 'b59');
+    assert.equal(model.alerts[0].timestamp.epochMillis, T + 104_000);
+    assert.deepEqual(model.rejected, []);
+  });
+
+  test('no fills or alerts, or only fills without a side: no such frame', () => {
+    assert.equal(tui.snapshot(snapshotOf({ fills: {}, alerts: {} })), undefined);
+    assert.equal(tui.snapshot(snapshotOf({ fills: { B: [fillAt('f', 'B', T, { side: 'X' })] } })), undefined);
+  });
+
+  test('a change sends only the fills and alerts not in the view the clients held, oldest first', () => {
+    const before = {
+      fills: { BTCUSDT: [fillAt('f2', 'BTCUSDT', T + 2000), fillAt('f1', 'BTCUSDT', T + 1000)] },
+      alerts: { a1: alertAt('a1', 'INFO', T), a2: alertAt('a2', 'WARNING', T + 1000) },
+    };
+    const now = {
+      fills: {
+        // f2 re-delivered with another price: already sent.
+        BTCUSDT: [
+          fillAt('f4', 'BTCUSDT', T + 4000),
+          fillAt('f3', 'BTCUSDT', T + 3000),
+          fillAt('f2', 'BTCUSDT', T + 2000, { price: 101 }),
+          fillAt('f1', 'BTCUSDT', T + 1000),
+        ],
+        ETHUSDT: [fillAt('e1', 'ETHUSDT', T + 3500)],
+      },
+      alerts: {
+        a2: { ...alertAt('a2', 'WARNING', T + 1000), message: 'edited' },
+        a3: alertAt('a3', 'CRITICAL', T + 500),
+      },
+    };
+    const changes = {
+      fills: { BTCUSDT: now.fills.BTCUSDT, ETHUSDT: now.fills.ETHUSDT },
+      // a1 evicted (a deletion), a2 changed, a3 new.
+      alerts: { a1: null, a2: { message: 'edited' }, a3: now.alerts.a3 },
+    };
+    const byType = parsedByType(tui.change(changeOf(changes, now, before)));
+    assert.deepEqual(Object.keys(byType).sort(), ['alerts', 'fills']);
+    assert.deepEqual(ids(byType.fills), ['f3', 'e1', 'f4']);
+    assert.deepEqual(ids(byType.alerts), ['a3']);
+    assert.equal((byType.alerts.data as JsonObject[])[0].level, 'Error');
+    // Nothing new: a re-delivered fill, an evicted or edited alert send nothing.
+    assert.equal(
+      tui.change(
+        changeOf(
+          { fills: { BTCUSDT: before.fills.BTCUSDT }, alerts: { a1: null, a2: { message: 'x' } } },
+          { fills: before.fills, alerts: { a2: before.alerts.a2 } },
+          before,
+        ),
+      ),
+      undefined,
+    );
+  });
+
+  test('with a real state: the snapshot then each change, read by the model, list every fill and alert once', () => {
+    const state = new StateStore();
+    const ingest = new Ingest(state, {
+      orderbookDepth: 20,
+      tradesKept: 5,
+      fillsKept: 10,
+      alertsKept: 10,
+      terminalOrderRetention: 60_000,
+      maxMessageSize: 1 << 20,
+    });
+    const fill = (id: string, symbol: string, seconds: number) =>
+      ingest.handleMessage(
+        'fills',
+        JSON.stringify({
+          fill_id: id,
+          symbol,
+          side: 'BUY',
+          price: '1.5',
+          quantity: 2,
+          timestamp: T / 1000 + seconds,
+        }),
+        'nats',
+      );
+    const alert = (message: string, seconds: number) =>
+      ingest.handleMessage(
+        'alerts',
+        JSON.stringify({ level: 'warning', metric: 'leverage', message, timestamp: T / 1000 + seconds }),
+        'nats',
+      );
+    const filter = buildFilter(['positions', 'orders', 'orderbook', 'fills', 'alerts']);
+    const model = new TuiModel();
+    const receive = (result: Frames) => {
+      for (const frame of frames(result)) model.receive(JSON.stringify(frame));
+    };
+    fill('f1', 'BTCUSDT', 1);
+    fill('e1', 'ETHUSDT', 2);
+    alert('first', 1);
+    receive(tui.snapshot({ ...snapshotOf(state.snapshot(filter)), sequence: state.sequence }));
+    let seen = state.sequence;
+    const step = () => {
+      const changes = state.changesSince(seen, filter);
+      assert.ok(changes !== undefined && changes !== TOO_OLD);
+      const since = seen;
+      receive(
+        tui.change({
+          sequence: state.sequence,
+          baseSequence: since,
+          at,
+          changes,
+          view: () => state.snapshot(filter),
+          entry: (topic, key) => state.get(topic, key),
+          before: (topic, key) => state.valueAt(since, topic, key),
+        }),
+      );
+      seen = state.sequence;
+    };
+    fill('f2', 'BTCUSDT', 3);
+    fill('f1', 'BTCUSDT', 1); // delivered again
+    alert('first', 1); // delivered again: not stored
+    alert('second', 4);
+    step();
+    fill('e2', 'ETHUSDT', 5);
+    fill('f3', 'BTCUSDT', 6);
+    step();
+    assert.deepEqual(model.rejected, []);
+    assert.deepEqual(
+      model.fills.map((f) => f.id),
+      ['f3', 'e2', 'f2', 'e1', 'f1'],
+    );
+    assert.deepEqual(
+      model.alerts.map((a) => [a.message, a.level]),
+      [
+        ['second', 'Warning'],
+        ['first', 'Warning'],
+      ],
+    );
+    assert.equal(model.fills[0].price, 1.5);
+  });
+
+  test('a fill or alert time past the dates JS can format costs no frame', {}, () => {
+    const state = new StateStore();
+    const ingest = new Ingest(state, {
+      orderbookDepth: 20,
+      tradesKept: 5,
+      terminalOrderRetention: 60_000,
+      maxMessageSize: 1 << 20,
+    });
+    const payloads: [string, JsonObject][] = [
+      ['fills', { fill_id: 'f', symbol: 'B', side: 'BUY', price: 1, quantity: 1, timestamp: 1e20 }],
+      ['alerts', { type: 't', severity: 'INFO', message: 'm', timestamp: 1e20 }],
+    ];
+    for (const [topic, payload] of payloads) {
+      try {
+        ingest.handleMessage(topic, JSON.stringify(payload), 'nats');
+      } catch {
+        // Refused by ingest is one fix.
+      }
+      const data = state.snapshot(buildFilter([topic]));
+      assert.doesNotThrow(() => tui.snapshot(snapshotOf(data)), topic);
+    }
   });
 });
