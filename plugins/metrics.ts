@@ -227,6 +227,50 @@ export default fp(
         () => [[{}, natsIngest.info.reconnects]],
       );
     }
+    const { history } = fastify;
+    if (history.info.enabled) {
+      const byKind = (counts: Record<string, number>) =>
+        Object.entries(counts).map(([kind, count]): [object, number] => [{ kind }, count]);
+      mirroredCounter(
+        'dashboard_history_rows_written_total',
+        'Rows written to PostgreSQL by the history writer, by kind',
+        ['kind'],
+        () => byKind(history.info.written),
+      );
+      mirroredCounter(
+        'dashboard_history_dropped_total',
+        'History rows dropped, by kind: the queue was full (history.queue_max_rows), or the row was older than history.retention or more than a day ahead',
+        ['kind'],
+        () => byKind(history.info.dropped),
+      );
+      mirroredCounter(
+        'dashboard_history_errors_total',
+        'History writes that failed (the rows stay queued)',
+        [],
+        () => [[{}, history.info.errors]],
+      );
+      new client.Gauge({
+        name: 'dashboard_history_queue_rows',
+        help: 'History rows waiting to be written, by kind',
+        labelNames: ['kind'],
+        collect() {
+          for (const [kind, rows] of Object.entries(history.queued())) this.set({ kind }, rows);
+        },
+      });
+      new client.Gauge({
+        name: 'dashboard_history_up',
+        help: '1 while the history writer writes to PostgreSQL (0 while it is down or connecting)',
+        collect() {
+          this.set(history.info.status === 'up' ? 1 : 0);
+        },
+      });
+      const flushDuration = new client.Histogram({
+        name: 'dashboard_history_flush_duration_seconds',
+        help: 'Time one history write takes (every queued row, one multi-row insert per table)',
+        buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      });
+      history.observe((seconds) => flushDuration.observe(seconds));
+    }
     mirroredCounter(
       'dashboard_redis_snapshot_skipped_total',
       'Snapshot keys (market_data:*) skipped at a load: invalid (refused by ingest), unreadable (not a string or hash), failed (any other error)',
@@ -300,6 +344,6 @@ export default fp(
   },
   {
     name: 'metrics',
-    dependencies: ['hub', 'state', 'redis-ingest', 'nats-ingest', 'access', 'poller', 'actions'],
+    dependencies: ['hub', 'state', 'redis-ingest', 'nats-ingest', 'history', 'access', 'poller', 'actions'],
   },
 );

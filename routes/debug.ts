@@ -23,6 +23,7 @@ const debugRoute: FastifyPluginAsync = async (fastify) => {
       journal_length: state.journalLength,
       redis: redisIngest.info,
       nats: fastify.natsIngest.info,
+      history: { ...fastify.history.info, queued: fastify.history.queued() },
       ingest: ingest.counters,
       ingest_pending: redisIngest.deferred(),
       broadcast: hub.stats,

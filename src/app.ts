@@ -4,12 +4,14 @@ import actionsPlugin from '../plugins/actions.ts';
 import authPlugin from '../plugins/auth.ts';
 import configPlugin from '../plugins/config.ts';
 import errorsPlugin, { clientErrorHandler } from '../plugins/errors.ts';
+import historyPlugin from '../plugins/history.ts';
 import hubPlugin from '../plugins/hub.ts';
 import metricsPlugin from '../plugins/metrics.ts';
 import natsIngestPlugin from '../plugins/nats-ingest.ts';
 import pollerPlugin from '../plugins/poller.ts';
 import redisIngestPlugin from '../plugins/redis-ingest.ts';
 import statePlugin from '../plugins/state.ts';
+import historyRoutes from '../routes/api/history.ts';
 import stateRoute from '../routes/api/state.ts';
 import debugRoute from '../routes/debug.ts';
 import healthRoutes from '../routes/health.ts';
@@ -73,6 +75,7 @@ export async function buildApp(
   await app.register(redisIngestPlugin);
   await app.register(pollerPlugin);
   await app.register(natsIngestPlugin);
+  await app.register(historyPlugin);
   await app.register(actionsPlugin);
   await app.register(authPlugin);
   await app.register(hubPlugin);
@@ -81,6 +84,7 @@ export async function buildApp(
   await app.register(healthRoutes);
   await app.register(debugRoute);
   await app.register(stateRoute);
+  await app.register(historyRoutes);
   await app.register(wsRoute);
   return app;
 }

@@ -25,6 +25,8 @@ export const HTTP_ERRORS = {
   too_many_connections: 429,
   internal_error: 500,
   not_ready: 503,
+  /** History is off (no `history.database_url`) or PostgreSQL did not answer a history query. */
+  history_unavailable: 503,
   server_full: 503,
   shutting_down: 503,
 } as const satisfies Record<string, number>;

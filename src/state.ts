@@ -34,6 +34,14 @@ export const SINGLE = '';
  * and a journal of what each change replaced, so that the diff since any recent sequence costs what changed,
  * not the size of the state. Values are immutable: a change stores a new object, never edits the old one.
  */
+/** A write to the state as an observer sees it: `value` undefined for a removal, `before` the value replaced. */
+export type WriteObserver = (
+  topic: Topic,
+  key: string,
+  value: Json | undefined,
+  before: Json | undefined,
+) => void;
+
 export class StateStore {
   readonly epoch: string = randomBytes(8).toString('hex');
   readonly startedAt: number;
@@ -50,6 +58,7 @@ export class StateStore {
   private readonly maxJournal: number;
   private readonly maxJournalBytes: number;
   private readonly now: () => number;
+  private readonly writeObservers = new Set<WriteObserver>();
 
   constructor({
     maxJournal = 1_000_000,
@@ -134,7 +143,17 @@ export class StateStore {
     if (this.journalBytesValue > this.maxJournalBytes) this.dropJournalBytes();
     this.lastUpdateAt = this.now();
     this.sequenceValue += 1;
+    for (const observer of this.writeObservers) observer(topic, key, value, before);
     return this.sequenceValue;
+  }
+
+  /**
+   * Calls `observer` after every write that changed an entity (the history recorder), with the value before it;
+   * returns a function that removes it. An observer must not write to the state.
+   */
+  observeWrites(observer: WriteObserver): () => void {
+    this.writeObservers.add(observer);
+    return () => this.writeObservers.delete(observer);
   }
 
   /** The full view of a subscription set, as sent in a `state_update`. */

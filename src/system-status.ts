@@ -10,10 +10,12 @@ import { SINGLE, type StateStore } from './state.ts';
 export type RedisStatus = 'connecting' | 'up' | 'stalled' | 'down';
 /** The NATS connection: `down` from a lost connection until the client has re-established it. */
 export type NatsStatus = 'connecting' | 'up' | 'down';
+/** The history writer: `down` while PostgreSQL refuses writes (rows stay queued). */
+export type HistoryStatus = 'connecting' | 'up' | 'down';
 
 /**
  * The one writer of the `system` topic (docs/protocol.md): `{epoch, started_at, redis: {status, since},
- * nats?: {status, since}, sources: {NAME: …}}`. The Redis side, the NATS side (when configured) and the poller
+ * nats?: {status, since}, history?: {status, since}, sources: {NAME: …}}`. The Redis side, the NATS side (when configured) and the poller
  * report their part; this rewrites the whole record.
  */
 export class SystemStatus {
@@ -21,6 +23,7 @@ export class SystemStatus {
   private readonly startedAt: string;
   private redis: { status: RedisStatus; since: string };
   private nats: { status: NatsStatus; since: string } | undefined;
+  private history: { status: HistoryStatus; since: string } | undefined;
   private readonly sources = new Map<SourceName, JsonObject>();
 
   constructor(state: StateStore) {
@@ -42,6 +45,12 @@ export class SystemStatus {
     this.publish();
   }
 
+  /** The history writer's status (`system.history`, once reported: only when history is configured). */
+  reportHistory(status: HistoryStatus, since: string): void {
+    this.history = { status, since };
+    this.publish();
+  }
+
   /** One backend's poll status (`system.sources.NAME`). */
   reportSource(name: SourceName, status: SourceStatus): void {
     this.sources.set(name, statusRecord(status));
@@ -55,6 +64,7 @@ export class SystemStatus {
       redis: { ...this.redis },
     };
     if (this.nats) record.nats = { ...this.nats };
+    if (this.history) record.history = { ...this.history };
     if (this.sources.size > 0) record.sources = Object.fromEntries(this.sources);
     this.state.set('system', SINGLE, record);
   }

@@ -80,6 +80,8 @@ export function checkConfig(config: Config, sources: ReadonlyMap<string, string>
     ['redis.health_check_interval', config.redis.health_check_interval],
     ['redis.health_check_timeout', config.redis.health_check_timeout],
     ['nats.ping_interval', config.nats.ping_interval],
+    ['history.flush_interval', config.history.flush_interval],
+    ['history.account_interval', config.history.account_interval],
   ] as const) {
     if (ms < 10) throw new ConfigError(`config: ${key} must be at least 10ms, got ${ms}ms${from(key)}`);
   }
@@ -108,6 +110,11 @@ export function checkConfig(config: Config, sources: ReadonlyMap<string, string>
         `config: nats.url has ${JSON.stringify(server.replace(/\/\/[^@/]*@/, '//***@'))}, which is not a server URL like nats://host:4222 (several: separated by commas)${from('nats.url')}`,
       );
     }
+  }
+  if (config.history.retention < 3_600_000) {
+    throw new ConfigError(
+      `config: history.retention must be at least 1h, got ${config.history.retention}ms${from('history.retention')}`,
+    );
   }
   // One subscription per subject: a subject named twice would feed one of the two topics only.
   const seen = new Map<string, string>();

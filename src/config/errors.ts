@@ -87,7 +87,10 @@ const SECRET_KEY = /secret|password|api_key|token/;
 function shownValue(path: string[], value: unknown): string {
   if (value === undefined) return 'nothing';
   if (SECRET_KEY.test(path.at(-1) ?? '') && typeof value === 'string') return '"***"';
-  return JSON.stringify(value).replace(/\/\/[^@/\s"]*@/g, '//***@');
+  const text = JSON.stringify(value);
+  // A URL key's value is masked up to its last `@`, whatever the credentials hold (a space, a slash).
+  if (/url$/.test(path.at(-1) ?? '')) return text.replace(/\/\/[^"]*@/, '//***@');
+  return text.replace(/\/\/[^@/\s"]*@/g, '//***@');
 }
 
 /** ` (from DASHBOARD_…)` when an environment variable set `key`, else ''. */

@@ -14,7 +14,7 @@ const Duration = (defaultValue: string) =>
     Type.String({
       pattern: DURATION_PATTERN,
       default: defaultValue,
-      description: 'a duration like 100ms, 30s, 10m or 2h',
+      description: 'a duration like 100ms, 30s, 10m, 2h or 30d',
     }),
   )
     .Decode((text) => parseDuration(text))
@@ -155,6 +155,26 @@ export const ConfigFileSchema = Type.Object(
         ),
         /** between the client's PINGs: two unanswered and the connection is taken as lost (and re-established) */
         ping_interval: Duration('5s'),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    history: Type.Object(
+      {
+        /** PostgreSQL (`postgres://user:password@host:5432/db`); unset: nothing is recorded, the routes answer 503. */
+        database_url: Type.Optional(Type.String({ pattern: '^postgres(ql)?://[^\\s]+$', maxLength: 2048 })),
+        /** between two writes: each writes what was queued, one multi-row insert per table */
+        flush_interval: Duration('1s'),
+        /** between two samples of the account (equity curve); a change of sign of its unrealized PnL adds one */
+        account_interval: Duration('10s'),
+        /** how long rows are kept: whole day partitions older than this are dropped */
+        retention: Duration('30d'),
+        /** most rows waiting per kind (~230 bytes each); past it the oldest are dropped (dashboard_history_dropped_total) */
+        queue_max_rows: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 50_000 }),
+        /** the largest `limit` a history query takes */
+        max_rows: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000 }),
+        /** the most candles (or equity points) one query returns: a longer range needs a longer interval */
+        max_buckets: Type.Integer({ minimum: 1, maximum: 100_000, default: 1500 }),
+        breaker: Breaker(),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -1,13 +1,13 @@
-/** Durations (`100ms`, `30s`, `10m`, `2h`) and sizes (`64KiB`, `1 MiB`, or a byte count): patterns and parsers. */
+/** Durations (`100ms`, `30s`, `10m`, `2h`, `30d`) and sizes (`64KiB`, `1 MiB`, or a byte count): patterns and parsers. */
 import { ConfigError } from './errors.ts';
 
-export const DURATION_PATTERN = '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$';
+export const DURATION_PATTERN = '^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$';
 export const SIZE_PATTERN = '^[0-9]+ ?(B|KiB|MiB|GiB)$';
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 /** Milliseconds, rounded to a whole one. */
 export function parseDuration(text: string): number {
-  const match = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$/.exec(text);
+  const match = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)$/.exec(text);
   if (!match) throw new ConfigError(`not a duration: ${JSON.stringify(text)}`);
   return Math.round(Number(match[1]) * DURATION_UNITS[match[2]]);
 }

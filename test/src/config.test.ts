@@ -44,6 +44,7 @@ describe('parseDuration', () => {
     assert.equal(parseDuration('30s'), 30_000);
     assert.equal(parseDuration('10m'), 600_000);
     assert.equal(parseDuration('2h'), 7_200_000);
+    assert.equal(parseDuration('30d'), 2_592_000_000);
     assert.equal(parseDuration('0ms'), 0);
   });
 
@@ -54,7 +55,7 @@ describe('parseDuration', () => {
   });
 
   test('rejects anything else with a ConfigError', () => {
-    for (const text of ['', '100', 'ms', '10 s', '1d', '-5s', '.5s', '1,5s', 'fast', '10S']) {
+    for (const text of ['', '100', 'ms', '10 s', '1w', '30 days', '-5s', '.5s', '1,5s', 'fast', '10S']) {
       const message = configError(() => parseDuration(text));
       assert.match(message, /not a duration/);
       assert.ok(message.includes(JSON.stringify(text)), message);
@@ -132,6 +133,20 @@ describe('configFromDocument: defaults', () => {
         connect_rate_limit: { max: 60, window: 60_000 },
       },
       http: { rate_limit: { max: 300, window: 60_000 } },
+      history: {
+        flush_interval: 1000,
+        account_interval: 10_000,
+        retention: 2_592_000_000,
+        queue_max_rows: 50_000,
+        max_rows: 1000,
+        max_buckets: 1500,
+        breaker: {
+          error_threshold_percentage: 50,
+          volume_threshold: 3,
+          reset_timeout: 60_000,
+          rolling_window: 300_000,
+        },
+      },
       auth: {
         enabled: true,
         default_role: 'viewer',
@@ -830,5 +845,95 @@ describe('configFromDocument: nats and the kept fills and alerts', () => {
           new RegExp(`^config: ingest\\.${key} `),
           `${key}: ${value}`,
         );
+  });
+});
+
+describe('configFromDocument: history', () => {
+  test('off by default (no database_url); a write every 1s, a sample every 10s, 30 days kept', () => {
+    const { history } = fromDoc({});
+    assert.equal(history.database_url, undefined);
+    assert.deepEqual(
+      [history.flush_interval, history.account_interval, history.retention],
+      [1000, 10_000, 30 * 86_400_000],
+    );
+    assert.deepEqual([history.queue_max_rows, history.max_rows, history.max_buckets], [50_000, 1000, 1500]);
+    assert.deepEqual(history.breaker, {
+      error_threshold_percentage: 50,
+      volume_threshold: 3,
+      reset_timeout: 60_000,
+      rolling_window: 300_000,
+    });
+  });
+
+  test('postgres:// and postgresql:// URLs, durations in days, from the file or the environment', () => {
+    const url = 'postgres://dashboard:s3cret@db.internal:5432/history?sslmode=require';
+    const config = fromDoc({ history: { database_url: url, retention: '7d', flush_interval: '500ms' } });
+    assert.equal(config.history.database_url, url);
+    assert.equal(config.history.retention, 7 * 86_400_000);
+    assert.equal(config.history.flush_interval, 500);
+    assert.equal(
+      fromDoc({}, { DASHBOARD_HISTORY__DATABASE_URL: 'postgresql://h/db' }).history.database_url,
+      'postgresql://h/db',
+    );
+    assert.equal(fromDoc({}, { DASHBOARD_HISTORY__RETENTION: '1.5d' }).history.retention, 129_600_000);
+  });
+
+  test('an invalid database_url or retention stops the config with one line naming the key', () => {
+    assert.match(
+      configError(() => fromDoc({ history: { database_url: 'mysql://x' } })),
+      /^config: history\.database_url must be .*, got "mysql:\/\/x"$/,
+    );
+    for (const database_url of ['postgres://', 'postgres://a b', 'http://db/x', ''])
+      assert.match(
+        configError(() => fromDoc({ history: { database_url } })),
+        /^config: history\.database_url /,
+        database_url,
+      );
+    assert.match(
+      configError(() => fromDoc({ history: { retention: '30 days' } })),
+      /^config: history\.retention must be a duration like .*30d, got "30 days"$/,
+    );
+    assert.match(
+      configError(() => fromDoc({}, { DASHBOARD_HISTORY__RETENTION: '30 days' })),
+      /history\.retention.*DASHBOARD_HISTORY__RETENTION/,
+    );
+    assert.match(
+      configError(() => fromDoc({ history: { retention: '30m' } })),
+      /^config: history\.retention must be at least 1h, got 1800000ms$/,
+    );
+    assert.match(
+      configError(() => fromDoc({ history: { flush_interval: '0s' } })),
+      /^config: history\.flush_interval must be at least 10ms, got 0ms$/,
+    );
+    assert.match(
+      configError(() => fromDoc({ history: { queue_max_rows: 99 } })),
+      /^config: history\.queue_max_rows must be an integer from 100 to 10000000, got 99$/,
+    );
+    assert.match(
+      configError(() => fromDoc({ history: { breaker: { volume_threshold: 0 } } })),
+      /^config: history\.breaker\.volume_threshold /,
+    );
+    assert.match(
+      configError(() => fromDoc({ history: { url: 'postgres://h/db' } })),
+      /unknown key history\.url/,
+    );
+  });
+
+  test('a password in an invalid database_url is not printed', () => {
+    for (const database_url of [
+      'mysql://dashboard:s3cret@db:3306/history',
+      'postgres://dashboard:s3cret@db:5432/history with a space',
+    ]) {
+      const message = configError(() => fromDoc({ history: { database_url } }));
+      assert.match(message, /^config: history\.database_url /);
+      assert.match(message, /\/\/\*\*\*@db:/);
+      assert.doesNotMatch(message, /s3cret/);
+      assert.doesNotMatch(message, /dashboard:/);
+    }
+    const fromEnv = configError(() =>
+      fromDoc({}, { DASHBOARD_HISTORY__DATABASE_URL: 'mysql://dashboard:s3cret@db/history' }),
+    );
+    assert.match(fromEnv, /history\.database_url.*DASHBOARD_HISTORY__DATABASE_URL/);
+    assert.doesNotMatch(fromEnv, /s3cret/);
   });
 });
