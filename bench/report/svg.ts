@@ -7,6 +7,7 @@ const COLORS: Record<string, string> = {
   'hub json': '#1f6feb',
   'hub msgpack': '#0b3d91',
   'hub-whole': '#8250df',
+  'hub-history': '#bf8700',
   limit: '#6e7781',
   'limit-spread': '#2da44e',
   naive: '#cf222e',

@@ -24,8 +24,15 @@ export function track(child: ChildProcess): ChildProcess {
   return child;
 }
 
+/** Work to do once the processes are stopped (the hub-history run's scratch database). */
+const cleanups: (() => Promise<void>)[] = [];
+export function onCleanup(cleanup: () => Promise<void>): void {
+  cleanups.push(cleanup);
+}
+
 export async function cleanupAll(): Promise<void> {
   await Promise.all([...children].map((child) => stopChild(child, 2000)));
+  for (const cleanup of cleanups.splice(0)) await cleanup().catch(() => {});
 }
 process.on('SIGINT', () => {
   void cleanupAll().then(() => process.exit(130));

@@ -11,8 +11,11 @@ Options:
   --scenarios LIST          clients per scenario (default 100,1000,2000,5000,10000; --quick 100,1000,2000)
   --seconds N               measurement window per run (default 10; --quick 6)
   --warmup N                seconds between connecting and measuring (default 3)
-  --servers LIST            of hub,hub-whole,limit,limit-spread,naive (default all); hub-whole is the hub with
-                            broadcast.send_phases=1 (every group sent whole each tick)
+  --servers LIST            of hub,hub-whole,hub-history,limit,limit-spread,naive (default all but hub-history);
+                            hub-whole is the hub with broadcast.send_phases=1 (every group sent whole each tick),
+                            hub-history the hub recording history to a scratch PostgreSQL database (--postgres)
+  --postgres URL            PostgreSQL to create hub-history's scratch database on (default
+                            postgres://postgres@127.0.0.1:5432/postgres)
   --spread-from N           run hub-whole and limit-spread from N clients (default 5000)
   --spread N                phases per interval of limit-spread (default 10)
   --idle N                  clients of the idle scenario, 0 to skip (default 10000; --quick 2000)
@@ -38,6 +41,7 @@ export const { values } = parseCli('bench', USAGE, {
     warmup: { type: 'string', default: '3' },
     servers: { type: 'string', default: 'hub,hub-whole,limit,limit-spread,naive' },
     'spread-from': { type: 'string', default: '5000' },
+    postgres: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
     idle: { type: 'string' },
     'ingest-seconds': { type: 'string' },
     symbols: { type: 'string', default: '10' },
@@ -79,10 +83,11 @@ export const options = {
   concurrency: Number(values.concurrency),
   hubNodeArgs: values['hub-node-args']!.split(' ').filter(Boolean),
   quietWait: Number(values['quiet-wait']),
+  postgres: values.postgres!,
 };
 
 function orderServers(list: string[]): string[] {
-  const known = ['hub', 'hub-whole', 'limit', 'limit-spread', 'naive'];
+  const known = ['hub', 'hub-whole', 'hub-history', 'limit', 'limit-spread', 'naive'];
   for (const name of list)
     if (!known.includes(name)) usageError('bench', `unknown server ${name} in --servers`);
   // The hub first: the limit baseline pads its frames to the sizes the hub's diffs had.

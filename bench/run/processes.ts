@@ -5,11 +5,23 @@
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { cpSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import postgres from 'postgres';
 import { hubEnv } from '../../scripts/lib/hub-env.ts';
 import { RedisServer } from '../../scripts/lib/redis-server.ts';
 import { freePort, request, sleep, spawnPinned, stopChild, waitForMessage } from '../common.ts';
 import type { ClientSpec } from '../mix.ts';
-import { bench, benchDir, log, OTHERS_CPU, profileDir, root, SERVER_CPU, secret, track } from './context.ts';
+import {
+  bench,
+  benchDir,
+  log,
+  OTHERS_CPU,
+  onCleanup,
+  profileDir,
+  root,
+  SERVER_CPU,
+  secret,
+  track,
+} from './context.ts';
 import { options } from './options.ts';
 
 /** A redis-server of the run's own, pinned with the other non-server processes. */
@@ -46,7 +58,28 @@ function buildHubRelease(): string {
 let hubEntry: string | undefined;
 
 /** The hub, or (`hub-whole`) the hub sending every group whole at each tick: the design before spreading. */
-export const isHub = (kind: string) => kind === 'hub' || kind === 'hub-whole';
+export const isHub = (kind: string) => kind === 'hub' || kind === 'hub-whole' || kind === 'hub-history';
+
+let historyDatabase: Promise<string> | undefined;
+/** A scratch database for the hub-history runs, created once per benchmark run and dropped at its end. */
+function historyDatabaseUrl(): Promise<string> {
+  historyDatabase ??= (async () => {
+    const name = `dashboard_bench_${process.pid}`;
+    const admin = postgres(options.postgres, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.unsafe(`CREATE DATABASE ${name}`);
+    await admin.end();
+    onCleanup(async () => {
+      const cleanup = postgres(options.postgres, { max: 1, onnotice: () => {} });
+      await cleanup.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await cleanup.end();
+    });
+    const url = new URL(options.postgres);
+    url.pathname = `/${name}`;
+    return url.toString();
+  })();
+  return historyDatabase;
+}
 
 /** Every hub that did not exit 0 at its SIGTERM (crashed, shutdown failed, or killed after the grace): the bench fails. */
 export const hubExitFailures: string[] = [];
@@ -88,6 +121,7 @@ export async function startHub(
           DASHBOARD_WEBSOCKET__MAX_CLIENTS: String(Math.max(20_000, clients * 2)),
           DASHBOARD_WEBSOCKET__CONNECT_RATE_LIMIT__MAX: '10000000',
           ...(kind === 'hub-whole' ? { DASHBOARD_BROADCAST__SEND_PHASES: '1' } : {}),
+          ...(kind === 'hub-history' ? { DASHBOARD_HISTORY__DATABASE_URL: await historyDatabaseUrl() } : {}),
         },
       ),
     }),
