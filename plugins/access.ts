@@ -1,10 +1,43 @@
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
-import type { FastifyRequest, RouteShorthandOptions } from 'fastify';
+import type { FastifyRequest, onRequestAsyncHookHandler, RouteShorthandOptions } from 'fastify';
 import fp from 'fastify-plugin';
 import { AddressAllowlist, extractToken, OriginAllowlist } from '../src/access.ts';
-import { HttpError } from '../src/errors.ts';
+import { errorResponses, HttpError } from '../src/errors.ts';
 import { AuthError } from './auth.ts';
+
+/** How each check below reads in the OpenAPI document (plugins/openapi.ts): who may call, and each refusal. */
+const REFUSED_TOKEN = 'missing_token, invalid_token or token_expired: no token, or one refused';
+const RATE_LIMITED =
+  'rate_limited: past http.rate_limit from this address (one budget for every limited route)';
+type Security = Record<string, string[]>[];
+export const ACCESS_DOCS = {
+  /** `fastify.access.upgrade`: the /ws upgrade's own limit, origin, capacity and token checks. */
+  upgrade: {
+    security: [{ bearerAuth: [] }, { tokenQuery: [] }] as Security,
+    response: errorResponses({
+      401: REFUSED_TOKEN,
+      403: 'forbidden_origin: a browser Origin not in websocket.allowed_origins (or none, with require_origin)',
+      429: 'rate_limited: past websocket.connect_rate_limit from this address; too_many_connections: the user has websocket.max_clients_per_user sockets open',
+      503: 'server_full: websocket.max_clients sockets are open; shutting_down: the server is draining',
+    }),
+  },
+  /** `fastify.access.withToken`: a JWT, or none from an address of auth.anonymous. */
+  withToken: {
+    security: [{ bearerAuth: [] }, { tokenQuery: [] }] as Security,
+    response: errorResponses({ 401: REFUSED_TOKEN, 429: RATE_LIMITED }),
+  },
+  /** `fastify.access.ops`: no token from loopback or ops.allowed_cidrs, an admin token from elsewhere. */
+  ops: {
+    security: [{}, { bearerAuth: [] }, { tokenQuery: [] }] as Security,
+    response: errorResponses({
+      403: 'forbidden: not from loopback or ops.allowed_cidrs, and no admin token',
+      429: RATE_LIMITED,
+    }),
+  },
+  /** `fastify.access.limited`: anyone, within the REST budget. */
+  limited: { response: errorResponses({ 429: RATE_LIMITED }) },
+};
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -15,6 +48,8 @@ declare module 'fastify' {
       readonly withToken: RouteShorthandOptions;
       /** Route options for operations routes: loopback, ops.allowed_cidrs, or an admin token. */
       readonly ops: RouteShorthandOptions;
+      /** Route options for public routes that still count against http.rate_limit (the API reference). */
+      readonly limited: { onRequest: onRequestAsyncHookHandler };
     };
   }
 }
@@ -100,6 +135,7 @@ export default fp(
       upgrade: { onRequest: connectLimit, preValidation: checkUpgrade },
       withToken: { onRequest: httpLimit, preValidation: requireToken },
       ops: { onRequest: httpLimit, preValidation: requireOps },
+      limited: { onRequest: httpLimit },
     };
     fastify.decorate('access', access);
   },

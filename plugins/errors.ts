@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { redactTokenInUrl } from '../src/access.ts';
-import { bodyForStatus, errorBody, toErrorReply } from '../src/errors.ts';
+import { bodyForStatus, ErrorBodySchema, errorBody, toErrorReply } from '../src/errors.ts';
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
@@ -14,6 +14,8 @@ const JSON_TYPE = 'application/json; charset=utf-8';
  */
 export default fp(
   async (fastify) => {
+    // The error responses of every route's schema refer to it (`Type.Ref(ErrorBodySchema)`).
+    fastify.addSchema(ErrorBodySchema);
     fastify.setErrorHandler((error, request, reply) => {
       const { statusCode, body, unexpected } = toErrorReply(error);
       if (unexpected) request.log.error({ err: error }, 'request failed');

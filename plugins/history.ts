@@ -7,6 +7,7 @@ import { HISTORY_KINDS, type HistoryKind, type HistoryRow } from '../src/history
 import { dayOf, dropPartitionsBefore, ensurePartition, insertRows, migrate } from '../src/history/store.ts';
 import { LogThrottle } from '../src/log-throttle.ts';
 import type { HistoryStatus } from '../src/system-status.ts';
+import { failSpan, type Span, withSpan } from '../src/tracing.ts';
 import { redactUrl } from './redis-ingest.ts';
 
 /** What /debug and the metrics read of the history writer. */
@@ -189,6 +190,7 @@ export default fp(
     });
 
     let writing = false;
+    const totalWritten = () => HISTORY_KINDS.reduce((sum, kind) => sum + info.written[kind], 0);
     async function flush(): Promise<void> {
       if (writing) return;
       recorder.closeSeconds();
@@ -196,9 +198,24 @@ export default fp(
       // into an outage (half its rolling window of quiet seconds against the failures).
       if (migrated && queue.total === 0) return;
       writing = true;
+      const attributes = { 'dashboard.rows': queue.total, 'dashboard.breaker': info.breaker };
+      try {
+        await withSpan('history.flush', attributes, (span) => write(span), { root: true });
+      } finally {
+        writing = false;
+      }
+    }
+
+    /** One write of what is queued, through the breaker; its span says how many rows were written. */
+    async function write(span: Span | undefined): Promise<void> {
       const started = performance.now();
+      const writtenBefore = totalWritten();
       try {
         await breaker.fire();
+        span?.setAttributes({
+          'dashboard.outcome': 'written',
+          'dashboard.rows_written': totalWritten() - writtenBefore,
+        });
         info.lastFlush = new Date().toISOString();
         setStatus('up');
         const seconds = (performance.now() - started) / 1000;
@@ -207,14 +224,16 @@ export default fp(
         // An open breaker refuses without trying (EOPENBREAKER): the rows stay queued until a probe succeeds. A
         // write that failed counts even when its failure is what opened the breaker (breaker.opened is true by now).
         const refused = (error as { code?: string }).code === 'EOPENBREAKER';
-        if (!refused) info.errors++;
+        span?.setAttribute('dashboard.outcome', refused ? 'refused' : 'failed');
+        if (!refused) {
+          info.errors++;
+          failSpan(span, error);
+        }
         setStatus('down', refused ? (info.lastError ?? error) : error);
         const suppressed = errorLog.allow('write');
         if (suppressed !== undefined && !refused) {
           log.warn({ err: (error as Error).message, suppressed }, 'history: write failed; rows stay queued');
         }
-      } finally {
-        writing = false;
       }
     }
 

@@ -1,15 +1,39 @@
-import type { RouteOptions } from 'fastify';
+import type { FastifySchema, RouteOptions } from 'fastify';
 import metricsPlugin from 'fastify-metrics';
 import fp from 'fastify-plugin';
+import { CloseCode } from '../src/hub/close-codes.ts';
 import { CLIENT_TYPES } from '../src/hub/session.ts';
 import { countsBySource } from '../src/ingest/counters.ts';
+import { ACCESS_DOCS } from './access.ts';
+
+/** /metrics in the OpenAPI document (plugins/openapi.ts): Prometheus text, not JSON, so nothing is serialized. */
+const METRICS_SCHEMA: FastifySchema = {
+  summary: 'Prometheus metrics',
+  description:
+    'Process, route and hub metrics in the Prometheus text format (docs/metrics.md). For loopback, ops.allowed_cidrs or an admin token; rate limited.',
+  tags: ['operations'],
+  security: ACCESS_DOCS.ops.security,
+  response: {
+    200: {
+      description: 'the Prometheus text exposition format, version 0.0.4',
+      content: { 'text/plain': { schema: { type: 'string' } } },
+    },
+    ...ACCESS_DOCS.ops.response,
+  },
+};
 
 /** Prometheus metrics at /metrics: process and route metrics from fastify-metrics, and the hub's own. */
 export default fp(
   async (fastify) => {
     await fastify.register(metricsPlugin.default, {
       // fastify-metrics supplies the handler; the route options add the operations access check.
-      endpoint: { url: '/metrics', method: 'GET', logLevel: 'warn', ...fastify.access.ops } as RouteOptions,
+      endpoint: {
+        url: '/metrics',
+        method: 'GET',
+        logLevel: 'warn',
+        ...fastify.access.ops,
+        schema: METRICS_SCHEMA,
+      } as RouteOptions,
       // Each app registers its metrics anew (several apps are built in one test process).
       clearRegisterOnInit: true,
       routeMetrics: { enabled: { histogram: true, summary: false } },
@@ -170,8 +194,12 @@ export default fp(
       [],
       () => [[{}, hub.stats.unansweredRejections]],
     );
+    // The slow-consumer series is there from the start, at 0: an alert on its increase sees the first one.
     mirroredCounter('dashboard_disconnects_total', 'Client sockets closed by the hub', ['code'], () =>
-      Object.entries(hub.stats.disconnects).map(([code, count]) => [{ code }, count]),
+      Object.entries({ [CloseCode.SLOW_CONSUMER]: 0, ...hub.stats.disconnects }).map(([code, count]) => [
+        { code },
+        count,
+      ]),
     );
     mirroredCounter(
       'dashboard_slow_consumer_skips_total',
@@ -211,66 +239,78 @@ export default fp(
         this.set(redisIngest.info.status === 'up' ? 1 : 0);
       },
     });
+    // NATS and history are exported whether they are on or not (at 0 when off): a dashboard or an alert rule
+    // naming them works against every hub, and `dashboard_*_enabled` says which series mean something.
     const { natsIngest } = fastify;
-    if (natsIngest.info.enabled) {
-      new client.Gauge({
-        name: 'dashboard_nats_connected',
-        help: '1 while the NATS connection is up (exported only when nats.url is set)',
-        collect() {
-          this.set(natsIngest.info.status === 'up' ? 1 : 0);
-        },
-      });
-      mirroredCounter(
-        'dashboard_nats_reconnects_total',
-        'Times the NATS connection came back after a loss (each is followed by a refresh of orders and risk)',
-        [],
-        () => [[{}, natsIngest.info.reconnects]],
-      );
-    }
+    new client.Gauge({
+      name: 'dashboard_nats_enabled',
+      help: '1 when nats.url is set (the NATS ingest is configured), 0 otherwise',
+      collect() {
+        this.set(natsIngest.info.enabled ? 1 : 0);
+      },
+    });
+    new client.Gauge({
+      name: 'dashboard_nats_connected',
+      help: '1 while the NATS connection is up (0 while connecting or down, and when nats.url is not set)',
+      collect() {
+        this.set(natsIngest.info.status === 'up' ? 1 : 0);
+      },
+    });
+    mirroredCounter(
+      'dashboard_nats_reconnects_total',
+      'Times the NATS connection came back after a loss (each is followed by a refresh of orders and risk)',
+      [],
+      () => [[{}, natsIngest.info.reconnects]],
+    );
     const { history } = fastify;
-    if (history.info.enabled) {
-      const byKind = (counts: Record<string, number>) =>
-        Object.entries(counts).map(([kind, count]): [object, number] => [{ kind }, count]);
-      mirroredCounter(
-        'dashboard_history_rows_written_total',
-        'Rows written to PostgreSQL by the history writer, by kind',
-        ['kind'],
-        () => byKind(history.info.written),
-      );
-      mirroredCounter(
-        'dashboard_history_dropped_total',
-        'History rows dropped, by kind: the queue was full (history.queue_max_rows), or the row was older than history.retention or more than a day ahead',
-        ['kind'],
-        () => byKind(history.info.dropped),
-      );
-      mirroredCounter(
-        'dashboard_history_errors_total',
-        'History writes that failed (the rows stay queued)',
-        [],
-        () => [[{}, history.info.errors]],
-      );
-      new client.Gauge({
-        name: 'dashboard_history_queue_rows',
-        help: 'History rows waiting to be written, by kind',
-        labelNames: ['kind'],
-        collect() {
-          for (const [kind, rows] of Object.entries(history.queued())) this.set({ kind }, rows);
-        },
-      });
-      new client.Gauge({
-        name: 'dashboard_history_up',
-        help: '1 while the history writer writes to PostgreSQL (0 while it is down or connecting)',
-        collect() {
-          this.set(history.info.status === 'up' ? 1 : 0);
-        },
-      });
-      const flushDuration = new client.Histogram({
-        name: 'dashboard_history_flush_duration_seconds',
-        help: 'Time one history write takes (every queued row, one multi-row insert per table)',
-        buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-      });
-      history.observe((seconds) => flushDuration.observe(seconds));
-    }
+    const byKind = (counts: Record<string, number>) =>
+      Object.entries(counts).map(([kind, count]): [object, number] => [{ kind }, count]);
+    new client.Gauge({
+      name: 'dashboard_history_enabled',
+      help: '1 when history.database_url is set (the history writer is configured), 0 otherwise',
+      collect() {
+        this.set(history.info.enabled ? 1 : 0);
+      },
+    });
+    mirroredCounter(
+      'dashboard_history_rows_written_total',
+      'Rows written to PostgreSQL by the history writer, by kind',
+      ['kind'],
+      () => byKind(history.info.written),
+    );
+    mirroredCounter(
+      'dashboard_history_dropped_total',
+      'History rows dropped, by kind: the queue was full (history.queue_max_rows), or the row was older than history.retention or more than a day ahead',
+      ['kind'],
+      () => byKind(history.info.dropped),
+    );
+    mirroredCounter(
+      'dashboard_history_errors_total',
+      'History writes that failed (the rows stay queued)',
+      [],
+      () => [[{}, history.info.errors]],
+    );
+    new client.Gauge({
+      name: 'dashboard_history_queue_rows',
+      help: 'History rows waiting to be written, by kind',
+      labelNames: ['kind'],
+      collect() {
+        for (const [kind, rows] of Object.entries(history.queued())) this.set({ kind }, rows);
+      },
+    });
+    new client.Gauge({
+      name: 'dashboard_history_up',
+      help: '1 while the history writer writes to PostgreSQL (0 while it is down or connecting, and when history.database_url is not set)',
+      collect() {
+        this.set(history.info.status === 'up' ? 1 : 0);
+      },
+    });
+    const flushDuration = new client.Histogram({
+      name: 'dashboard_history_flush_duration_seconds',
+      help: 'Time one history write takes (every queued row, one multi-row insert per table)',
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    });
+    history.observe((seconds) => flushDuration.observe(seconds));
     mirroredCounter(
       'dashboard_redis_snapshot_skipped_total',
       'Snapshot keys (market_data:*) skipped at a load: invalid (refused by ingest), unreadable (not a string or hash), failed (any other error)',

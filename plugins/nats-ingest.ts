@@ -5,6 +5,7 @@ import { logDropped } from '../src/ingest/dropped.ts';
 import { LogThrottle } from '../src/log-throttle.ts';
 import type { NatsStatus } from '../src/system-status.ts';
 import type { IngestTopic } from '../src/topics.ts';
+import { messageSampled, withSpan } from '../src/tracing.ts';
 import { redactUrl } from './redis-ingest.ts';
 
 export type { NatsStatus };
@@ -66,6 +67,8 @@ const RETRY_FIRST_MS = 250;
 const RETRY_MAX_MS = 5000;
 /** Longest wait for a server's handshake before the attempt counts as failed. */
 const CONNECT_TIMEOUT_MS = 5000;
+/** A message applied, when traced (one in 1/tracing.message_sample_ratio, then sampled as any trace). */
+const MESSAGE_ATTRIBUTES = { 'messaging.system': 'nats', 'messaging.operation.type': 'process' } as const;
 
 /**
  * The NATS side of ingest: one connection subscribed to the subjects of `nats.subjects`, each message handed to
@@ -139,7 +142,19 @@ export default fp(
     function ingestMessage(topic: IngestTopic, message: Msg): void {
       try {
         const { data } = message;
-        ingest.handleMessage(topic, Buffer.from(data.buffer, data.byteOffset, data.byteLength), 'nats');
+        const payload = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+        if (!messageSampled()) ingest.handleMessage(topic, payload, 'nats');
+        else
+          withSpan(
+            `ingest ${topic}`,
+            {
+              ...MESSAGE_ATTRIBUTES,
+              'messaging.destination.name': message.subject,
+              'dashboard.topic': topic,
+            },
+            () => ingest.handleMessage(topic, payload, 'nats'),
+            { root: true },
+          );
       } catch (error) {
         logDropped(log, invalidLog, { subject: message.subject }, error);
       }

@@ -6,6 +6,7 @@ import { logDropped } from '../src/ingest/dropped.ts';
 import { PayloadError } from '../src/ingest/schemas.ts';
 import { LogThrottle } from '../src/log-throttle.ts';
 import type { RedisStatus } from '../src/system-status.ts';
+import { messageSampled, withSpan } from '../src/tracing.ts';
 
 export type { RedisStatus };
 
@@ -68,6 +69,8 @@ const DEFERRED_TURN_BYTES = 256 * 1024;
 const DEFERRED_REST_RATIO = 1;
 /** What a pending entry costs beyond its payload (Map entry, Buffer, channel string), counted against the bound. */
 const DEFERRED_ENTRY_OVERHEAD = 256;
+/** A message applied, when traced (one in 1/tracing.message_sample_ratio, then sampled as any trace). */
+const MESSAGE_ATTRIBUTES = { 'messaging.system': 'redis', 'messaging.operation.type': 'process' } as const;
 
 /**
  * The Redis side of ingest: a dedicated subscriber connection feeding every message to `fastify.ingest`,
@@ -178,7 +181,14 @@ export default fp(
     /** Ingests one message; nothing a publisher sends may throw out of here. */
     function ingestMessage(name: string, message: Buffer): void {
       try {
-        ingest.handleMessage(name, message);
+        if (!messageSampled()) ingest.handleMessage(name, message);
+        else
+          withSpan(
+            `ingest ${topicOf(name)}`,
+            { ...MESSAGE_ATTRIBUTES, 'messaging.destination.name': name, 'dashboard.topic': topicOf(name) },
+            () => ingest.handleMessage(name, message),
+            { root: true },
+          );
       } catch (error) {
         // Nothing a publisher sends may take the hub down: an unexpected failure drops that message too.
         logDropped(log, invalidLog, { channel: name }, error);

@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import accessPlugin from '../plugins/access.ts';
 import actionsPlugin from '../plugins/actions.ts';
+import adminPlugin from '../plugins/admin.ts';
 import authPlugin from '../plugins/auth.ts';
 import configPlugin from '../plugins/config.ts';
 import errorsPlugin, { clientErrorHandler } from '../plugins/errors.ts';
@@ -8,9 +9,11 @@ import historyPlugin from '../plugins/history.ts';
 import hubPlugin from '../plugins/hub.ts';
 import metricsPlugin from '../plugins/metrics.ts';
 import natsIngestPlugin from '../plugins/nats-ingest.ts';
+import openapiPlugin from '../plugins/openapi.ts';
 import pollerPlugin from '../plugins/poller.ts';
 import redisIngestPlugin from '../plugins/redis-ingest.ts';
 import statePlugin from '../plugins/state.ts';
+import tracingPlugin from '../plugins/tracing.ts';
 import historyRoutes from '../routes/api/history.ts';
 import stateRoute from '../routes/api/state.ts';
 import debugRoute from '../routes/debug.ts';
@@ -68,7 +71,10 @@ export async function buildApp(
     // even for an empty array: no list is `false`. The config never yields `true` (a list of CIDRs, none /0).
     trustProxy: config.server.trust_proxy.length > 0 ? [...config.server.trust_proxy] : false,
   });
-  // First: every plugin and route after it inherits its error and not-found handlers.
+  // Before everything: @fastify/otel sees every route and hook added after it; closed last, it exports the spans of
+  // the other plugins' closing. Off (no tracing.endpoint), it only decorates `tracing`.
+  await app.register(tracingPlugin, { config: config.tracing });
+  // Then: every plugin and route after it inherits its error and not-found handlers.
   await app.register(errorsPlugin);
   await app.register(configPlugin, { config });
   await app.register(statePlugin);
@@ -80,9 +86,13 @@ export async function buildApp(
   await app.register(authPlugin);
   await app.register(hubPlugin);
   await app.register(accessPlugin);
+  // Before every route it documents (/metrics included): @fastify/swagger collects routes as they are added.
+  await app.register(openapiPlugin);
   await app.register(metricsPlugin);
   await app.register(healthRoutes);
   await app.register(debugRoute);
+  // The admin page (/admin, and / redirecting to it): the access rule of /debug, which it polls.
+  await app.register(adminPlugin);
   await app.register(stateRoute);
   await app.register(historyRoutes);
   await app.register(wsRoute);

@@ -2,6 +2,7 @@
  * Every error an HTTP client can be answered with: its code, its status, and the one body shape
  * `{"error": code, "message": …}` (docs/operations.md "Errors"). No Fastify in here: plugins/errors.ts renders it.
  */
+import { Type } from '@sinclair/typebox';
 
 /** Each code and the HTTP status it is sent with. */
 export const HTTP_ERRORS = {
@@ -39,6 +40,33 @@ export interface ErrorBody {
   message: string;
 }
 
+/**
+ * ErrorBody as a schema, shared by `$id` (plugins/errors.ts adds it; a route's error responses are
+ * `Type.Ref(ErrorBodySchema)`): the serializer of those responses and the OpenAPI document's `ErrorBody`.
+ */
+export const ErrorBodySchema = Type.Object(
+  {
+    error: Type.Unsafe<HttpErrorCode>({
+      type: 'string',
+      enum: Object.keys(HTTP_ERRORS),
+      description: 'a code of src/errors.ts HTTP_ERRORS (docs/operations.md "Errors")',
+    }),
+    message: Type.String({ description: 'for people: what was wrong; never a stack or a token' }),
+  },
+  { $id: 'ErrorBody', description: 'The body of every HTTP 4xx/5xx answer' },
+);
+
+/**
+ * A route's error responses for its schema: each status answered with ErrorBody, described with the codes it
+ * carries on that route (the OpenAPI document shows the description; the serializer sends `error` and `message`).
+ */
+export function errorResponses<S extends number>(descriptions: Record<S, string>) {
+  const ref = (description: string) => Type.Ref(ErrorBodySchema, { description });
+  return Object.fromEntries(
+    Object.entries<string>(descriptions).map(([status, description]) => [status, ref(description)]),
+  ) as Record<S, ReturnType<typeof ref>>;
+}
+
 /** An error meant for the client: thrown anywhere in a request, it is sent as its status and `{error, message}`. */
 export class HttpError extends Error {
   readonly code: HttpErrorCode;
@@ -50,7 +78,7 @@ export class HttpError extends Error {
   }
 }
 
-export function errorBody(code: HttpErrorCode, message: string): ErrorBody {
+export function errorBody<C extends HttpErrorCode>(code: C, message: string): ErrorBody & { error: C } {
   return { error: code, message };
 }
 

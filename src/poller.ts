@@ -2,6 +2,7 @@ import CircuitBreaker from 'opossum';
 import type { SourceName } from './backends.ts';
 import type { BreakerConfig } from './config/schema.ts';
 import type { JsonObject } from './merge-patch.ts';
+import { failSpan, type Span, withSpan } from './tracing.ts';
 
 export type SourceHealth = 'ok' | 'degraded' | 'down';
 export type BreakerState = 'closed' | 'open' | 'half_open';
@@ -125,7 +126,13 @@ export class PolledSource<T = unknown> {
     return this.inFlight;
   }
 
-  private async run(): Promise<void> {
+  /** One poll, traced (a root span: its gRPC or HTTP calls are its children), never rejecting. */
+  private run(): Promise<void> {
+    const attributes = { 'dashboard.source': this.name, 'dashboard.breaker': this.status.breaker };
+    return withSpan(`poll ${this.name}`, attributes, (span) => this.pollTraced(span), { root: true });
+  }
+
+  private async pollTraced(span: Span | undefined): Promise<void> {
     const startedAt = Date.now();
     const started = performance.now();
     const abort = new AbortController();
@@ -140,10 +147,13 @@ export class PolledSource<T = unknown> {
       this.succeeded(startedAt);
     } catch (error) {
       outcome = this.failed(error, abort.signal.aborted);
+      // A poll the open circuit refused sent nothing: not a failure of this span, its outcome says why.
+      if (outcome !== 'rejected') failSpan(span, this.status.last_error);
     } finally {
       clearTimeout(deadline);
       abort.abort();
       this.counts[outcome]++;
+      span?.setAttribute('dashboard.outcome', outcome);
       this.options.onPoll?.(this.name, outcome, (performance.now() - started) / 1000);
     }
   }

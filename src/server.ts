@@ -1,4 +1,3 @@
-import { buildApp } from './app.ts';
 import { parseCli } from './cli.ts';
 import { ConfigError } from './config/errors.ts';
 import { loadConfig } from './config/load.ts';
@@ -35,6 +34,12 @@ if (values['check-config']) {
   process.exit(0);
 }
 
+// Tracing starts before the app is imported: ioredis and @grpc/grpc-js are patched as they load (src/tracing-sdk.ts).
+if (config.tracing.endpoint !== undefined) {
+  const { startTracing } = await import('./tracing-sdk.ts');
+  startTracing({ ...config.tracing, endpoint: config.tracing.endpoint });
+}
+const { buildApp } = await import('./app.ts');
 const app = await buildApp(config);
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {

@@ -6,7 +6,8 @@ import type {
   RouteShorthandOptions,
 } from 'fastify';
 import type { Sql } from 'postgres';
-import { HttpError } from '../../src/errors.ts';
+import { ACCESS_DOCS } from '../../plugins/access.ts';
+import { errorResponses, HttpError } from '../../src/errors.ts';
 import {
   type Cursor,
   candles,
@@ -67,6 +68,108 @@ const LegacyQuery = Type.Object(
     limit: Opt(Limit),
   },
   { additionalProperties: false },
+);
+
+/** What the routes answer: rows as src/history/queries.ts returns them (columns of src/history/rows.ts TABLES). */
+const Ts = Type.String({ format: 'date-time' });
+const Num = Type.Number();
+const Str = Type.String();
+/** A column that may be NULL (src/history/migrations). */
+const OrNull = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+/** A row's exact columns; typed loosely for the handlers, which return the driver's rows. */
+const Row = (description: string, properties: Record<string, TSchema>) =>
+  Type.Unsafe<Record<string, unknown>>(Type.Object(properties, { description }));
+export const HISTORY_ROWS = {
+  candles: Row('a candle: the bucket starting at `ts`; bid and ask the last seen in it', {
+    ts: Ts,
+    open: Num,
+    high: Num,
+    low: Num,
+    close: Num,
+    updates: Type.Integer({ description: 'market data updates in the bucket' }),
+    bid: OrNull(Num),
+    ask: OrNull(Num),
+  }),
+  equity: Row("the account's last sample in the bucket starting at `ts`", {
+    ts: Ts,
+    total_balance: OrNull(Num),
+    equity: OrNull(Num),
+    unrealized_pnl: OrNull(Num),
+  }),
+  trades: Row('a public trade', {
+    ts: Ts,
+    symbol: Str,
+    trade_id: Str,
+    price: Num,
+    quantity: Num,
+    side: OrNull(Str),
+  }),
+  fills: Row('a fill of one of our orders', {
+    ts: Ts,
+    symbol: Str,
+    fill_id: Str,
+    order_id: OrNull(Str),
+    side: OrNull(Str),
+    price: Num,
+    quantity: Num,
+    fee: OrNull(Num),
+    pnl: OrNull(Num),
+  }),
+  orders: Row('an order event: a change of state or filled quantity', {
+    ts: Ts,
+    order_id: Str,
+    symbol: Str,
+    state: Str,
+    side: OrNull(Str),
+    type: OrNull(Str),
+    price: OrNull(Num),
+    quantity: OrNull(Num),
+    filled_quantity: Num,
+    average_price: OrNull(Num),
+  }),
+  alerts: Row('an alert', {
+    ts: Ts,
+    id: Str,
+    source: Str,
+    type: Str,
+    severity: Str,
+    symbol: OrNull(Str),
+    message: Str,
+    value: OrNull(Num),
+    threshold: OrNull(Num),
+  }),
+};
+const Buckets = (row: TSchema, extra: Record<string, TSchema>) =>
+  Type.Object(
+    { ...extra, interval: Type.String(), rows: Type.Array(row, { description: 'oldest first' }) },
+    { description: 'one row per bucket of `interval` that has data' },
+  );
+const PageOf = (row: TSchema) =>
+  Type.Object(
+    {
+      rows: Type.Array(row, { description: 'oldest first; the newest page comes first' }),
+      next_before: OrNull(
+        Type.String({ description: 'pass as `before` for the next (older) page; null on the last page' }),
+      ),
+    },
+    { description: 'a page of rows' },
+  );
+const LegacyReply = Type.Object(
+  {
+    type: Type.String({ description: 'as asked' }),
+    symbol: Opt(OrNull(Type.String())),
+    data: Type.Array(
+      Type.Object(
+        {},
+        {
+          additionalProperties: true,
+          description:
+            'rows of the matching route: candles (market_data) of 1m, equity (account) of 1m, or the newest trades, orders, fills or alerts',
+        },
+      ),
+    ),
+  },
+  { description: "the rows of `type`, in the older service's shape" },
 );
 
 const DAY_MS = 86_400_000;
@@ -188,8 +291,16 @@ const historyRoutes: FastifyPluginAsync = async (fastify) => {
   }
 
   // Fastify's validator drops parameters a schema does not name; a misspelt one (`symbl=`) must not be ignored.
-  const options = <S extends TSchema>(querystring: S) => {
-    const known = new Set(Object.keys((querystring as { properties?: object }).properties ?? {}));
+  const options = <S extends TSchema, R extends TSchema>(
+    querystring: S,
+    reply: R,
+    doc: { summary: string; description: string; topic?: string },
+  ) => {
+    // `token` is the token lookup's (`?token=`, as on /api/v1/state), not a parameter of the query.
+    const known = new Set([
+      'token',
+      ...Object.keys((querystring as { properties?: object }).properties ?? {}),
+    ]);
     const { onRequest, preValidation } = fastify.access.withToken as Required<
       Pick<RouteShorthandOptions, 'onRequest' | 'preValidation'>
     >;
@@ -207,81 +318,160 @@ const historyRoutes: FastifyPluginAsync = async (fastify) => {
           }
         },
       ],
-      schema: { querystring },
+      schema: {
+        summary: doc.summary,
+        description: [
+          doc.description,
+          doc.topic && `Needs a role that reads \`${doc.topic}\`.`,
+          'With a token, or none from an address of auth.anonymous.',
+        ]
+          .filter(Boolean)
+          .join(' '),
+        tags: ['history'],
+        security: ACCESS_DOCS.withToken.security,
+        querystring,
+        response: {
+          200: reply,
+          ...errorResponses({
+            400: 'invalid_request: a parameter unknown, malformed or out of its bounds (range, buckets, limit, cursor)',
+            403: "forbidden_topic: the token's role may not read the topic",
+            503: 'history_unavailable: history is off (no history.database_url) or PostgreSQL did not answer',
+          }),
+          ...ACCESS_DOCS.withToken.response,
+        },
+      },
     };
   };
 
-  app.get('/api/v1/history/candles', options(CandlesQuery), async (request) => {
-    const { query } = request;
-    const sql = allowed(request, 'market_data');
-    const interval = intervalMs(query.interval, '1m');
-    const range = rangeOf(query, interval * DEFAULT_BUCKETS);
-    checkBuckets(range, interval, maxBuckets);
-    const symbol = query.symbol.toUpperCase();
-    return {
-      symbol,
-      interval: query.interval ?? '1m',
-      rows: await run(() => candles(sql, symbol, range, interval)),
-    };
-  });
-
-  app.get('/api/v1/history/equity', options(EquityQuery), async (request) => {
-    const { query } = request;
-    const sql = allowed(request, 'account');
-    const interval = intervalMs(query.interval, '1m');
-    const range = rangeOf(query, interval * DEFAULT_BUCKETS);
-    checkBuckets(range, interval, maxBuckets);
-    return { interval: query.interval ?? '1m', rows: await run(() => equity(sql, range, interval)) };
-  });
-
-  app.get('/api/v1/history/trades', options(TradesQuery), async (request) =>
-    listPage(request, 'trades', 'trades', request.query, { symbol: request.query.symbol.toUpperCase() }),
-  );
-  app.get('/api/v1/history/orders', options(OrdersQuery), async (request) =>
-    listPage(request, 'orders', 'orders', request.query, {
-      symbol: request.query.symbol?.toUpperCase(),
-      state: request.query.state?.toUpperCase(),
+  app.get(
+    '/api/v1/history/candles',
+    options(CandlesQuery, Buckets(HISTORY_ROWS.candles, { symbol: Type.String() }), {
+      summary: 'Candles of a symbol',
+      description:
+        'OHLC candles of `interval` (1m by default) from the one-second rows, one per bucket that has data; the last 100 buckets when `from` is absent, at most history.max_buckets.',
+      topic: 'market_data',
     }),
-  );
-  app.get('/api/v1/history/fills', options(FillsQuery), async (request) =>
-    listPage(request, 'fills', 'fills', request.query, { symbol: request.query.symbol?.toUpperCase() }),
-  );
-  app.get('/api/v1/history/alerts', options(AlertsQuery), async (request) =>
-    listPage(request, 'alerts', 'alerts', request.query, { severity: request.query.severity }),
+    async (request) => {
+      const { query } = request;
+      const sql = allowed(request, 'market_data');
+      const interval = intervalMs(query.interval, '1m');
+      const range = rangeOf(query, interval * DEFAULT_BUCKETS);
+      checkBuckets(range, interval, maxBuckets);
+      const symbol = query.symbol.toUpperCase();
+      return {
+        symbol,
+        interval: query.interval ?? '1m',
+        rows: await run(() => candles(sql, symbol, range, interval)),
+      };
+    },
   );
 
-  app.get('/api/v1/history', options(LegacyQuery), async (request) => {
-    const { type, symbol, limit } = request.query as Static<typeof LegacyQuery>;
-    const upper = symbol?.toUpperCase();
-    switch (type) {
-      case 'market_data':
-      case 'candles': {
-        if (!upper) throw new HttpError('invalid_request', `type ${type} needs a symbol`);
-        const sql = allowed(request, 'market_data');
-        const buckets = Math.min(limit ?? DEFAULT_BUCKETS, maxBuckets);
-        const range = rangeOf({}, buckets * 60_000);
-        return { type, symbol: upper, data: await run(() => candles(sql, upper, range, 60_000)) };
+  app.get(
+    '/api/v1/history/equity',
+    options(EquityQuery, Buckets(HISTORY_ROWS.equity, {}), {
+      summary: 'The equity curve',
+      description:
+        "The account's last sample in each bucket of `interval` (1m by default); the last 100 buckets when `from` is absent, at most history.max_buckets.",
+      topic: 'account',
+    }),
+    async (request) => {
+      const { query } = request;
+      const sql = allowed(request, 'account');
+      const interval = intervalMs(query.interval, '1m');
+      const range = rangeOf(query, interval * DEFAULT_BUCKETS);
+      checkBuckets(range, interval, maxBuckets);
+      return { interval: query.interval ?? '1m', rows: await run(() => equity(sql, range, interval)) };
+    },
+  );
+
+  app.get(
+    '/api/v1/history/trades',
+    options(TradesQuery, PageOf(HISTORY_ROWS.trades), {
+      summary: 'Trades of a symbol',
+      description: 'A page of public trades (the last day when `from` is absent), newest page first.',
+      topic: 'trades',
+    }),
+    async (request) =>
+      listPage(request, 'trades', 'trades', request.query, { symbol: request.query.symbol.toUpperCase() }),
+  );
+  app.get(
+    '/api/v1/history/orders',
+    options(OrdersQuery, PageOf(HISTORY_ROWS.orders), {
+      summary: 'Order events',
+      description:
+        'A page of order events (the last day when `from` is absent), newest page first; by symbol and state when given.',
+      topic: 'orders',
+    }),
+    async (request) =>
+      listPage(request, 'orders', 'orders', request.query, {
+        symbol: request.query.symbol?.toUpperCase(),
+        state: request.query.state?.toUpperCase(),
+      }),
+  );
+  app.get(
+    '/api/v1/history/fills',
+    options(FillsQuery, PageOf(HISTORY_ROWS.fills), {
+      summary: 'Fills',
+      description:
+        'A page of fills (the last day when `from` is absent), newest page first; by symbol when given.',
+      topic: 'fills',
+    }),
+    async (request) =>
+      listPage(request, 'fills', 'fills', request.query, { symbol: request.query.symbol?.toUpperCase() }),
+  );
+  app.get(
+    '/api/v1/history/alerts',
+    options(AlertsQuery, PageOf(HISTORY_ROWS.alerts), {
+      summary: 'Alerts',
+      description:
+        'A page of alerts (the last day when `from` is absent), newest page first; by severity when given.',
+      topic: 'alerts',
+    }),
+    async (request) =>
+      listPage(request, 'alerts', 'alerts', request.query, { severity: request.query.severity }),
+  );
+
+  app.get(
+    '/api/v1/history',
+    options(LegacyQuery, LegacyReply, {
+      summary: "The older service's history route",
+      description:
+        '`type` market_data or candles (needs `symbol`): 1m candles of the last `limit` minutes (100 by default); equity or account: the 1m equity curve likewise; trades (needs `symbol`), orders, fills, alerts: the newest `limit` rows. Each reads the topic of its type (market_data, account, trades, orders, fills, alerts).',
+    }),
+    async (request) => {
+      const { type, symbol, limit } = request.query as Static<typeof LegacyQuery>;
+      const upper = symbol?.toUpperCase();
+      switch (type) {
+        case 'market_data':
+        case 'candles': {
+          if (!upper) throw new HttpError('invalid_request', `type ${type} needs a symbol`);
+          const sql = allowed(request, 'market_data');
+          const buckets = Math.min(limit ?? DEFAULT_BUCKETS, maxBuckets);
+          const range = rangeOf({}, buckets * 60_000);
+          return { type, symbol: upper, data: await run(() => candles(sql, upper, range, 60_000)) };
+        }
+        case 'equity':
+        case 'account': {
+          const sql = allowed(request, 'account');
+          const buckets = Math.min(limit ?? DEFAULT_BUCKETS, maxBuckets);
+          return { type, data: await run(() => equity(sql, rangeOf({}, buckets * 60_000), 60_000)) };
+        }
+        default: {
+          if (type === 'trades' && !upper)
+            throw new HttpError('invalid_request', 'type trades needs a symbol');
+          const topic = type as 'trades' | 'orders' | 'fills' | 'alerts';
+          const result = await listPage(
+            request,
+            topic,
+            topic,
+            { limit },
+            { symbol: topic === 'alerts' ? undefined : upper },
+          );
+          return { type, symbol: upper ?? null, data: result.rows };
+        }
       }
-      case 'equity':
-      case 'account': {
-        const sql = allowed(request, 'account');
-        const buckets = Math.min(limit ?? DEFAULT_BUCKETS, maxBuckets);
-        return { type, data: await run(() => equity(sql, rangeOf({}, buckets * 60_000), 60_000)) };
-      }
-      default: {
-        if (type === 'trades' && !upper) throw new HttpError('invalid_request', 'type trades needs a symbol');
-        const topic = type as 'trades' | 'orders' | 'fills' | 'alerts';
-        const result = await listPage(
-          request,
-          topic,
-          topic,
-          { limit },
-          { symbol: topic === 'alerts' ? undefined : upper },
-        );
-        return { type, symbol: upper ?? null, data: result.rows };
-      }
-    }
-  });
+    },
+  );
 };
 
 export default historyRoutes;

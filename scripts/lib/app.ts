@@ -11,8 +11,8 @@ export interface RunningApp {
 }
 
 /**
- * Builds and starts the service in this process on a free port against `redisUrl`, with `overrides` merged into
- * the config (for the tests and the in-process benchmarks).
+ * Builds and starts the service in this process on a free port (or `overrides.server.port`) against `redisUrl`,
+ * with `overrides` merged into the config (for the tests and the in-process benchmarks).
  */
 export async function startApp(
   redisUrl: string,
@@ -29,7 +29,7 @@ export async function startApp(
     document[section] = { ...document[section], ...keys };
   const config = configFromDocument(document);
   const app = await buildApp(config, logStream ? { logStream } : { logger: false });
-  await app.listen({ host: config.server.host, port: 0 });
+  await app.listen({ host: config.server.host, port: config.server.port });
   const { port } = app.server.address() as { port: number };
   return { app, url: `http://127.0.0.1:${port}`, close: () => app.close() };
 }

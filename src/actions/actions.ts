@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Principal } from '../access.ts';
+import { failSpan, type Span, withSpan } from '../tracing.ts';
 import type {
   CancelOrderCall,
   CancelOrderReply,
@@ -87,6 +88,19 @@ function closingSide({ side, quantity }: { side: string; quantity: number }): Or
   return quantity > 0 ? 'SELL' : 'BUY';
 }
 
+/** The outcome on the action's span, and what finds the order again (never the user or a token). */
+function traceResult(span: Span, result: ActionResult): void {
+  span.setAttribute('dashboard.outcome', result.outcome);
+  if (result.symbol !== undefined) span.setAttribute('dashboard.symbol', result.symbol);
+  if (result.clientOrderId !== undefined)
+    span.setAttribute('dashboard.client_order_id', result.clientOrderId);
+  if (result.orderId !== undefined) span.setAttribute('dashboard.order_id', result.orderId);
+  if (result.state !== undefined) span.setAttribute('dashboard.order_state', result.state);
+  if (result.reason !== undefined) span.setAttribute('dashboard.reason', result.reason);
+  // A refusal (by the hub or by order-execution) is an answer; only an action that could not be carried out failed.
+  if (result.outcome === 'failed') failSpan(span, result.reason);
+}
+
 /** An order-execution call that did not answer within the timeout. */
 class ActionTimeoutError extends Error {}
 
@@ -134,7 +148,19 @@ export class Actions implements ActionSubmitter {
     return this.rate.size;
   }
 
-  async submit(principal: Principal, request: ActionRequest): Promise<ActionResult> {
+  /** Traced from receipt to answer: a span per action, the call to order-execution its child. */
+  submit(principal: Principal, request: ActionRequest): Promise<ActionResult> {
+    const attributes = { 'dashboard.action': request.kind, 'dashboard.role': principal.role };
+    return withSpan(`action ${request.kind}`, attributes, (span) =>
+      this.submitTraced(principal, request, span),
+    );
+  }
+
+  private async submitTraced(
+    principal: Principal,
+    request: ActionRequest,
+    span: Span | undefined,
+  ): Promise<ActionResult> {
     let result: ActionResult;
     let sent: CreateOrderCall | CancelOrderCall | undefined;
     try {
@@ -158,6 +184,7 @@ export class Actions implements ActionSubmitter {
       };
     }
     this.tally[result.kind][result.outcome]++;
+    if (span) traceResult(span, result);
     try {
       this.options.audit(this.auditLine(principal, request, sent, result));
     } catch {

@@ -286,6 +286,25 @@ export const ConfigFileSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    /** OpenTelemetry traces (docs/tracing.md): off, nothing of the SDK loaded, unless `endpoint` is set. */
+    tracing: Type.Object(
+      {
+        /** The OTLP/HTTP collector's base URL (`http://collector:4318`); `/v1/traces` is appended. */
+        endpoint: Type.Optional(
+          Type.String({
+            pattern: '^https?://[^\\s?#]+(?<!/v1/traces/?)$',
+            maxLength: 2048,
+            description:
+              "the collector's base URL, http:// or https:// (/v1/traces is appended: leave it out)",
+          }),
+        ),
+        /** The share of traces recorded (TraceIdRatioBasedSampler): polls, actions, history writes, HTTP requests. */
+        sample_ratio: Type.Number({ minimum: 0, maximum: 1, default: 1 }),
+        /** The share of Redis and NATS messages given a span, before `sample_ratio` applies to those too. */
+        message_sample_ratio: Type.Number({ minimum: 0, maximum: 1, default: 0.01 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     broadcast: Type.Object(
       {
         tui_interval: Duration('100ms'),

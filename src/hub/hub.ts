@@ -144,6 +144,11 @@ export class Hub {
     return this.sessions.clientsByProtocol();
   }
 
+  /** Open sockets by client type, then by format (`json`, `msgpack`; /debug). */
+  clientsByFormat(): Record<ClientType, Record<string, number>> {
+    return this.sessions.clientsByFormat();
+  }
+
   /** Handles one frame from a client; an unexpected failure closes that client only. */
   receive(client: HubClient, data: Buffer, binary: boolean): void {
     this.commands.receive(client, data, binary);

@@ -299,6 +299,13 @@ export class Sessions {
     return counts;
   }
 
+  /** Open sockets by client type, then by format (json, msgpack). */
+  clientsByFormat(): Record<ClientType, Record<string, number>> {
+    const counts: Record<ClientType, Record<string, number>> = { tui: {}, web: {} };
+    for (const client of this.clients) count(counts[client.type], client.format);
+    return counts;
+  }
+
   /** The largest socket buffer of any client, in bytes (a gauge for the metrics). */
   maxBufferedAmount(): number {
     let largest = 0;

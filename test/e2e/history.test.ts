@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { DashboardClient, JsonObject } from '../../src/client.ts';
+import { HISTORY_KINDS } from '../../src/history/rows.ts';
 import type { Json } from '../../src/merge-patch.ts';
 import type { Topic } from '../../src/topics.ts';
 import { type Stack, startApp, startStack, stopStack, waitReady } from '../helpers/app.ts';
@@ -819,7 +820,7 @@ describe('history off', () => {
     if (stack) await stopStack(stack);
   });
 
-  test('the routes answer 503 history_unavailable; nothing is reported as history', async () => {
+  test('the routes answer 503 history_unavailable; the history metrics read 0', async () => {
     const { url, app } = stack.running;
     for (const path of [
       '/candles?symbol=BTCUSDT',
@@ -838,6 +839,15 @@ describe('history off', () => {
     assert.equal(debug.enabled, false);
     assert.equal(debug.status, 'off');
     assert.equal((app.state.get('system') as JsonObject).history, undefined);
-    assert.equal(await metric(url, 'dashboard_history_up'), undefined);
+    // Exported at 0 rather than not at all: a dashboard or an alert rule naming them works against every hub.
+    assert.equal(await metric(url, 'dashboard_history_enabled'), 0);
+    assert.equal(await metric(url, 'dashboard_history_up'), 0);
+    assert.equal(await metric(url, 'dashboard_history_errors_total'), 0);
+    assert.equal(await metric(url, 'dashboard_history_flush_duration_seconds_count'), 0);
+    for (const kind of HISTORY_KINDS) {
+      assert.equal(await metric(url, `dashboard_history_rows_written_total{kind="${kind}"}`), 0);
+      assert.equal(await metric(url, `dashboard_history_dropped_total{kind="${kind}"}`), 0);
+      assert.equal(await metric(url, `dashboard_history_queue_rows{kind="${kind}"}`), 0);
+    }
   });
 });

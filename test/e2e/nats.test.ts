@@ -234,6 +234,7 @@ describe('NATS subjects into the state and out to WebSocket clients', () => {
       'risk.alerts.*': 'alerts',
     });
     const metrics = await metricsOf(stack);
+    assert.equal(metricValue(metrics, 'dashboard_nats_enabled'), 1);
     assert.equal(metricValue(metrics, 'dashboard_nats_connected'), 1);
     assert.equal(metricValue(metrics, 'dashboard_nats_reconnects_total'), 0);
     assert.equal((await fetch(`${stack.running.url}/ready`)).status, 200);

@@ -19,6 +19,7 @@ const ENTRY_POINTS: Record<string, string> = {
   'scripts/publisher.ts': 'publisher',
   'scripts/soak.ts': 'soak',
   'scripts/book-flood.ts': 'book-flood',
+  'scripts/admin-screenshot.ts': 'admin-screenshot',
   'scripts/build.ts': 'build',
   'bench/run.ts': 'bench',
   'bench/book-flood.ts': 'bench:book-flood',

@@ -133,6 +133,7 @@ describe('configFromDocument: defaults', () => {
         connect_rate_limit: { max: 60, window: 60_000 },
       },
       http: { rate_limit: { max: 300, window: 60_000 } },
+      tracing: { sample_ratio: 1, message_sample_ratio: 0.01 },
       history: {
         flush_interval: 1000,
         account_interval: 10_000,
