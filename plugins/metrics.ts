@@ -1,9 +1,11 @@
 import type { FastifySchema, RouteOptions } from 'fastify';
 import metricsPlugin from 'fastify-metrics';
 import fp from 'fastify-plugin';
+import { SOURCE_NAMES } from '../src/backends.ts';
 import { CloseCode } from '../src/hub/close-codes.ts';
 import { CLIENT_TYPES } from '../src/hub/session.ts';
 import { countsBySource } from '../src/ingest/counters.ts';
+import { POLL_OUTCOMES } from '../src/poller.ts';
 import { ACCESS_DOCS } from './access.ts';
 
 /** /metrics in the OpenAPI document (plugins/openapi.ts): Prometheus text, not JSON, so nothing is serialized. */
@@ -350,14 +352,30 @@ export default fp(
         if (outcome !== 'rejected') requestDuration.observe({ source }, seconds);
       },
     });
+    // Every backend's series exist from the start, at zero for one not configured (a feature that is off): the
+    // dashboard's panels and increase() in the rules need them before the first poll.
+    for (const source of SOURCE_NAMES) {
+      for (const outcome of POLL_OUTCOMES) requests.inc({ source, outcome }, 0);
+      requestDuration.zero({ source });
+    }
     const BREAKER_VALUES = { closed: 0, half_open: 1, open: 2 };
     new client.Gauge({
       name: 'dashboard_backend_breaker_state',
-      help: 'Circuit breaker of each backend: 0 closed, 1 half-open, 2 open',
+      help: 'Circuit breaker of each backend: 0 closed, 1 half-open, 2 open (0 for a backend not configured)',
       labelNames: ['source'],
       collect() {
-        for (const [name, source] of poller.sources)
-          this.set({ source: name }, BREAKER_VALUES[source.status.breaker]);
+        for (const name of SOURCE_NAMES) {
+          const source = poller.sources.get(name);
+          this.set({ source: name }, source ? BREAKER_VALUES[source.status.breaker] : 0);
+        }
+      },
+    });
+    new client.Gauge({
+      name: 'dashboard_backend_configured',
+      help: '1 for each backend polled (backend_services.NAME set), 0 for the others',
+      labelNames: ['source'],
+      collect() {
+        for (const name of SOURCE_NAMES) this.set({ source: name }, poller.sources.has(name) ? 1 : 0);
       },
     });
 

@@ -4,12 +4,16 @@
  */
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import type { Config } from './config/schema.ts';
+import { type Config, ConfigFileSchema } from './config/schema.ts';
 import { Decimal } from './ingest/schemas.ts';
 import type { Json, JsonObject } from './merge-patch.ts';
 
 /** A polled backend: one key of `backend_services` in the config schema, the one list of them. */
 export type SourceName = keyof Config['backend_services'];
+/** Every backend the hub can poll, configured or not (the keys of `backend_services`). */
+export const SOURCE_NAMES = Object.keys(
+  ConfigFileSchema.properties.backend_services.properties,
+) as SourceName[];
 
 /** A response that does not match its schema; it counts as a failure of its source. */
 export class BackendResponseError extends Error {

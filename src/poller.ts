@@ -19,7 +19,8 @@ export interface SourceStatus {
   stale_since: string | null;
 }
 
-export type PollOutcome = 'success' | 'failure' | 'timeout' | 'rejected';
+export const POLL_OUTCOMES = ['success', 'failure', 'timeout', 'rejected'] as const;
+export type PollOutcome = (typeof POLL_OUTCOMES)[number];
 
 export interface PolledSourceOptions<T> {
   name: SourceName;
