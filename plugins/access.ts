@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyRequest, onRequestAsyncHookHandler, RouteShorthandOptions } from 'fastify';
@@ -113,8 +115,16 @@ export default fp(
       request.principal = fastify.auth.authenticate(request);
     }
 
+    // Access granted by address trusts the network path, not the page: a browser page whose name was rebound to the
+    // hub's address (DNS rebinding, e.g. through an operator's SSH tunnel) comes from loopback with its own name in
+    // Host. Only names that are this host's, or listed, are believed.
+    const opsHosts = new Set(
+      ['localhost', hostname(), ...fastify.config.ops.allowed_hosts].map((name) => name.toLowerCase()),
+    );
+    const hostAllowed = (host: string) => isIP(host) !== 0 || opsHosts.has(host.toLowerCase());
+
     async function requireOps(request: FastifyRequest) {
-      if (opsAddresses.allows(request.ip)) return;
+      if (opsAddresses.allows(request.ip) && hostAllowed(request.hostname.replace(/^\[|\]$/g, ''))) return;
       const found = extractToken(request.headers, request.url);
       if (found) {
         try {
@@ -126,7 +136,7 @@ export default fp(
       }
       throw new HttpError(
         'forbidden',
-        'operations routes are for ops.allowed_cidrs, loopback or an admin token',
+        "operations routes are for ops.allowed_cidrs, loopback (by this host's name or address, or ops.allowed_hosts) or an admin token",
       );
     }
 

@@ -283,6 +283,11 @@ export const ConfigFileSchema = Type.Object(
     ops: Type.Object(
       {
         allowed_cidrs: Type.Array(Type.String({ pattern: CIDR_PATTERN }), { default: [] }),
+        /**
+         * Host names (besides IP addresses, `localhost` and this machine's name) an address-granted ops request may
+         * name in its Host header: a page that rebinds its own name to the hub's address is refused.
+         */
+        allowed_hosts: Type.Array(Type.String({ pattern: '^[A-Za-z0-9.-]{1,253}$' }), { default: [] }),
       },
       { additionalProperties: false, default: {} },
     ),

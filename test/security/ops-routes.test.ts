@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { networkInterfaces } from 'node:os';
+import { request as httpRequest } from 'node:http';
+import { hostname, networkInterfaces } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { type RunningApp, startApp, waitReady } from '../helpers/app.ts';
 import { TestRedis } from '../helpers/redis.ts';
@@ -90,6 +91,49 @@ describe('from loopback', () => {
   test('/debug and /metrics are allowed without a token', async () => {
     assert.equal(await status(loopback.url, '/debug'), 200);
     assert.equal(await status(loopback.url, '/metrics'), 200);
+  });
+});
+
+/** A GET with a Host header of our choosing (fetch does not let a caller set Host). */
+function statusWithHost(url: string, path: string, host: string, headers: Record<string, string> = {}) {
+  return new Promise<number>((resolve, reject) => {
+    const request = httpRequest(`${url}${path}`, { headers: { ...headers, host } }, (response) => {
+      response.resume();
+      response.on('end', () => resolve(response.statusCode ?? 0));
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+describe('from loopback, by a name that is not this host (DNS rebinding)', () => {
+  test('a Host that is no address, localhost or this machine is refused; this host by any of those is allowed', async () => {
+    const { port } = new URL(loopback.url);
+    for (const path of ['/debug', '/metrics', '/admin']) {
+      assert.equal(await statusWithHost(loopback.url, path, `rebound.example:${port}`), 403, path);
+    }
+    for (const host of [
+      `localhost:${port}`,
+      `127.0.0.1:${port}`,
+      `${hostname()}:${port}`,
+      `LOCALHOST:${port}`,
+    ]) {
+      assert.equal(await statusWithHost(loopback.url, '/debug', host), 200, host);
+    }
+    // An admin token is no address-granted access: the Host does not matter.
+    const admin = bearer(signToken({ userId: 'ops', role: 'admin' }));
+    assert.equal(await statusWithHost(loopback.url, '/debug', `rebound.example:${port}`, admin), 200);
+  });
+
+  test('ops.allowed_hosts names more hosts', async () => {
+    const listed = await startApp(redis.url, { auth: authOn(), ops: { allowed_hosts: ['hub.internal'] } });
+    try {
+      const { port } = new URL(listed.url);
+      assert.equal(await statusWithHost(listed.url, '/debug', `hub.internal:${port}`), 200);
+      assert.equal(await statusWithHost(listed.url, '/debug', `other.internal:${port}`), 403);
+    } finally {
+      await listed.close();
+    }
   });
 });
 

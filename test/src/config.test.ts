@@ -166,7 +166,7 @@ describe('configFromDocument: defaults', () => {
           clock_tolerance: 5000,
         },
       },
-      ops: { allowed_cidrs: [] },
+      ops: { allowed_cidrs: [], allowed_hosts: [] },
       legacy: {},
       backend_services: {},
       actions: { enabled: false, roles: ['trader'], rate_limit: { max: 10, window: 60_000 }, timeout: 5000 },
