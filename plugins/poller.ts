@@ -1,6 +1,4 @@
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import fp from 'fastify-plugin';
 import { Pool } from 'undici';
 import {
@@ -11,6 +9,7 @@ import {
   strategiesFromResponses,
 } from '../src/backends.ts';
 import type { BackendConfig } from '../src/config/schema.ts';
+import { apiKeyMetadata, grpcPackage } from '../src/grpc-protos.ts';
 import { PolledSource, type PollOutcome } from '../src/poller.ts';
 
 declare module 'fastify' {
@@ -35,15 +34,6 @@ export interface PollObserver {
 
 /** A non-2xx answer from an HTTP backend (its message names the status, and the key to check for 401/403). */
 export class BackendHttpError extends Error {}
-
-const PROTO_OPTIONS: protoLoader.Options = {
-  keepCase: true,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-};
-const protoPath = (name: string) => fileURLToPath(new URL(`../proto/${name}`, import.meta.url));
 
 type UnaryCall = (
   request: object,
@@ -111,16 +101,7 @@ export default fp(
     const observers = new Set<PollObserver>();
     const closers: (() => unknown)[] = [];
 
-    const grpcPackage = (file: string) =>
-      grpc.loadPackageDefinition(protoLoader.loadSync(protoPath(file), PROTO_OPTIONS)) as Record<
-        string,
-        Record<string, grpc.ServiceClientConstructor>
-      >;
-    const grpcMetadata = (config: BackendConfig) => {
-      const metadata = new grpc.Metadata();
-      if (config.api_key) metadata.set('authorization', `Bearer ${config.api_key}`);
-      return metadata;
-    };
+    const grpcMetadata = (config: BackendConfig) => apiKeyMetadata(config.api_key);
     const apiKeyHeader = (config: BackendConfig): Record<string, string> =>
       config.api_key ? { 'x-api-key': config.api_key } : {};
     const httpPool = (config: BackendConfig) => {

@@ -2,11 +2,10 @@
  * order-execution's CreateOrder and CancelOrder over gRPC (proto/order.proto), behind a circuit breaker of its
  * own (opossum): the OrderBackend the actions plugin gives to Actions. No Fastify here.
  */
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import CircuitBreaker from 'opossum';
 import type { BreakerConfig } from '../config/schema.ts';
+import { apiKeyMetadata, grpcPackage } from '../grpc-protos.ts';
 import type { BreakerState } from '../poller.ts';
 import {
   type CancelOrderCall,
@@ -16,16 +15,6 @@ import {
   type OrderBackend,
   OrderRefusedError,
 } from './actions.ts';
-
-// The poller's loader options (plugins/poller.ts): enums by name, int64 as numbers, every field present.
-const PROTO_OPTIONS: protoLoader.Options = {
-  keepCase: true,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-};
-const ORDER_PROTO = fileURLToPath(new URL('../../proto/order.proto', import.meta.url));
 
 /**
  * Statuses with which order-execution answers a call it refuses: nothing was placed or cancelled, and the service
@@ -68,16 +57,13 @@ export interface GrpcOrderBackendOptions {
 export class GrpcOrderBackend implements OrderBackend {
   readonly breaker: CircuitBreaker<[Method, object, AbortSignal | undefined], unknown>;
   private readonly client: grpc.Client;
-  private readonly metadata = new grpc.Metadata();
+  private readonly metadata: grpc.Metadata;
   private readonly timeout: number;
 
   constructor({ url, apiKey, timeout, breaker }: GrpcOrderBackendOptions) {
-    const { order } = grpc.loadPackageDefinition(protoLoader.loadSync(ORDER_PROTO, PROTO_OPTIONS)) as Record<
-      string,
-      Record<string, grpc.ServiceClientConstructor>
-    >;
+    const { order } = grpcPackage('order.proto');
     this.client = new order.OrderService(url, grpc.credentials.createInsecure());
-    if (apiKey) this.metadata.set('authorization', `Bearer ${apiKey}`);
+    this.metadata = apiKeyMetadata(apiKey);
     this.timeout = timeout;
     this.breaker = new CircuitBreaker(
       (method: Method, request: object, signal: AbortSignal | undefined) =>

@@ -1,6 +1,5 @@
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { grpcPackage } from '../../src/grpc-protos.ts';
 
 /**
  * A real in-process gRPC server standing in for order-execution (order.OrderService: GetOrders, CreateOrder,
@@ -8,16 +7,6 @@ import * as protoLoader from '@grpc/proto-loader';
  * 127.0.0.1 on a free port.
  * Each method answers through a handler the test sets (and may change at any time); every call is recorded.
  */
-
-// The same loader options as plugins/poller.ts: the server must speak exactly what the poller decodes.
-const PROTO_OPTIONS: protoLoader.Options = {
-  keepCase: true,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-};
-const protoPath = (name: string) => fileURLToPath(new URL(`../../proto/${name}`, import.meta.url));
 
 export type GrpcMethod =
   | 'GetOrders'
@@ -69,11 +58,9 @@ export class GrpcBackend {
 
   static async start(handlers: Partial<Record<GrpcMethod, GrpcHandler>> = {}): Promise<GrpcBackend> {
     const server = new grpc.Server();
+    // Loaded as the hub loads them (src/grpc-protos.ts): the server speaks exactly what the hub decodes.
     const load = (file: string) =>
-      grpc.loadPackageDefinition(protoLoader.loadSync(protoPath(file), PROTO_OPTIONS)) as unknown as Record<
-        string,
-        Record<string, { service: grpc.ServiceDefinition }>
-      >;
+      grpcPackage(file) as unknown as Record<string, Record<string, { service: grpc.ServiceDefinition }>>;
     const { order } = load('order.proto');
     const { riskmanager } = load('risk.proto');
     const port = await new Promise<number>((resolve, reject) =>
