@@ -5,7 +5,7 @@
  * sign of its unrealized PnL). Pure: the rows go to a HistoryQueue; the plugin writes them.
  */
 import { toMillis } from '../ingest/timestamps.ts';
-import { isPlainObject, type Json, type JsonObject } from '../merge-patch.ts';
+import { finiteNumber, isPlainObject, type Json, type JsonObject } from '../merge-patch.ts';
 import type { Topic } from '../topics.ts';
 import type { HistoryQueue } from './queue.ts';
 import type { HistoryRow } from './rows.ts';
@@ -22,8 +22,8 @@ interface Second {
   updates: number;
 }
 
-const num = (value: Json | undefined): number | null =>
-  typeof value === 'number' && Number.isFinite(value) ? value : null;
+/** A column's number: null (SQL's) where the record has none. */
+const num = (value: Json | undefined): number | null => finiteNumber(value) ?? null;
 const text = (value: Json | undefined): string | null =>
   value === undefined || value === null ? null : String(value);
 

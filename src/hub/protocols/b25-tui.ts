@@ -1,5 +1,5 @@
 import { toMillis } from '../../ingest/timestamps.ts';
-import { isPlainObject, type Json, type JsonObject } from '../../merge-patch.ts';
+import { isPlainObject, type Json, type JsonObject, finiteNumber as num } from '../../merge-patch.ts';
 import type { Command } from '../command.ts';
 import type { ChangeView, Frames, Reply, SnapshotView, WireProtocol } from '../protocol.ts';
 import { type ChannelMap, parseTypeMessage } from './b25-messages.ts';
@@ -54,8 +54,6 @@ const ORDER_TYPE: Record<string, string> = {
 };
 const SIDE: Record<string, string> = { BUY: 'Buy', SELL: 'Sell' };
 
-const num = (value: Json | undefined): number | undefined =>
-  typeof value === 'number' && Number.isFinite(value) ? value : undefined;
 const rfc3339 = (ms: number) => new Date(ms).toISOString();
 
 /**

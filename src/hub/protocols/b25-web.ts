@@ -1,6 +1,6 @@
 import type { ActionResult } from '../../actions/types.ts';
 import { toMillis } from '../../ingest/timestamps.ts';
-import { isPlainObject, type Json, type JsonObject } from '../../merge-patch.ts';
+import { isPlainObject, type Json, type JsonObject, finiteNumber as num } from '../../merge-patch.ts';
 import type { Command } from '../command.ts';
 import type { ChangeView, Frames, Reply, SnapshotView, WireProtocol } from '../protocol.ts';
 import { type ChannelMap, parseTypeMessage } from './b25-messages.ts';
@@ -45,8 +45,6 @@ const STATUS: Record<string, string> = {
 };
 const TYPE: Record<string, string> = { POST_ONLY: 'LIMIT' };
 
-const num = (value: Json | undefined): number | undefined =>
-  typeof value === 'number' && Number.isFinite(value) ? value : undefined;
 const str = (value: Json | undefined): string | undefined => (typeof value === 'string' ? value : undefined);
 
 /** Copies the defined entries of `fields` onto `target`: a field the state has no source for is left out. */
