@@ -108,7 +108,7 @@ export default fp(
       if (info.status === status) return;
       info.status = status;
       info.since = new Date().toISOString();
-      systemStatus.reportHistory(status, info.since);
+      systemStatus.reportConnection('history', status, info.since);
       if (status === 'up') {
         delete info.lastError;
         log.info({ url: redactUrl(url!) }, 'history: writing to PostgreSQL');
@@ -249,7 +249,7 @@ export default fp(
     });
     const timers: NodeJS.Timeout[] = [];
     fastify.addHook('onReady', async () => {
-      systemStatus.reportHistory('connecting', info.since);
+      systemStatus.reportConnection('history', 'connecting', info.since);
       timers.push(setInterval(() => void flush(), config.flush_interval));
       timers.push(setInterval(() => recorder.sampleAccount(state.get('account')), config.account_interval));
       timers.push(

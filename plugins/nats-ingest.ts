@@ -119,7 +119,7 @@ export default fp(
       if (info.status === status) return;
       info.status = status;
       info.since = new Date().toISOString();
-      systemStatus.reportNats(status, info.since);
+      systemStatus.reportConnection('nats', status, info.since);
       events.emit('status', status);
       if (status === 'up') {
         delete info.lastError;
@@ -233,7 +233,7 @@ export default fp(
     }
 
     fastify.addHook('onReady', async () => {
-      systemStatus.reportNats('connecting', info.since);
+      systemStatus.reportConnection('nats', 'connecting', info.since);
       void open();
     });
     fastify.addHook('onClose', async () => {

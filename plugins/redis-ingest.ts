@@ -115,7 +115,7 @@ export default fp(
       info.status = status;
       info.since = new Date().toISOString();
       events.emit('status', status);
-      systemStatus.reportRedis(status, info.since);
+      systemStatus.reportConnection('redis', status, info.since);
       if (status === 'up' && previous.status === 'stalled') {
         delete info.lastError;
         const stalledMs = Date.parse(info.since) - Date.parse(previous.since);

@@ -13,41 +13,40 @@ export type NatsStatus = 'connecting' | 'up' | 'down';
 /** The history writer: `down` while PostgreSQL refuses writes (rows stay queued). */
 export type HistoryStatus = 'connecting' | 'up' | 'down';
 
+/** Each connection `system` reports, and the statuses it goes through. */
+export interface ConnectionStatuses {
+  redis: RedisStatus;
+  nats: NatsStatus;
+  history: HistoryStatus;
+}
+export type ConnectionName = keyof ConnectionStatuses;
+
 /**
  * The one writer of the `system` topic (docs/protocol.md): `{epoch, started_at, redis: {status, since},
- * nats?: {status, since}, history?: {status, since}, sources: {NAME: …}}`. The Redis side, the NATS side (when configured) and the poller
- * report their part; this rewrites the whole record.
+ * nats?: {status, since}, history?: {status, since}, sources: {NAME: …}}`. The Redis side, the NATS side and the
+ * history writer (each when configured) and the poller report their part; this rewrites the whole record.
  */
 export class SystemStatus {
   private readonly state: StateStore;
   private readonly startedAt: string;
-  private redis: { status: RedisStatus; since: string };
-  private nats: { status: NatsStatus; since: string } | undefined;
-  private history: { status: HistoryStatus; since: string } | undefined;
+  /** Redis from the start; NATS and history once they report (only when configured). */
+  private readonly connections = new Map<ConnectionName, { status: string; since: string }>();
   private readonly sources = new Map<SourceName, JsonObject>();
 
   constructor(state: StateStore) {
     this.state = state;
     this.startedAt = new Date(state.startedAt).toISOString();
-    this.redis = { status: 'connecting', since: this.startedAt };
+    this.connections.set('redis', { status: 'connecting', since: this.startedAt });
     this.publish();
   }
 
-  /** The Redis subscriber connection's status, and since when (ISO time). */
-  reportRedis(status: RedisStatus, since: string): void {
-    this.redis = { status, since };
-    this.publish();
-  }
-
-  /** The NATS connection's status, and since when (ISO time); `system.nats` exists once reported. */
-  reportNats(status: NatsStatus, since: string): void {
-    this.nats = { status, since };
-    this.publish();
-  }
-
-  /** The history writer's status (`system.history`, once reported: only when history is configured). */
-  reportHistory(status: HistoryStatus, since: string): void {
-    this.history = { status, since };
+  /** A connection's status, and since when (ISO time): `system.<name>`. */
+  reportConnection<Name extends ConnectionName>(
+    name: Name,
+    status: ConnectionStatuses[Name],
+    since: string,
+  ): void {
+    this.connections.set(name, { status, since });
     this.publish();
   }
 
@@ -61,10 +60,8 @@ export class SystemStatus {
     const record: JsonObject = {
       epoch: this.state.epoch,
       started_at: this.startedAt,
-      redis: { ...this.redis },
     };
-    if (this.nats) record.nats = { ...this.nats };
-    if (this.history) record.history = { ...this.history };
+    for (const [name, connection] of this.connections) record[name] = { ...connection };
     if (this.sources.size > 0) record.sources = Object.fromEntries(this.sources);
     this.state.set('system', SINGLE, record);
   }

@@ -22,7 +22,7 @@ test('the system topic: one writer, the record of docs/protocol.md, each report 
     stale_since: '2026-01-01T00:00:05.000Z',
   };
   system.reportSource('strategy_engine', status);
-  system.reportRedis('up', '2026-01-01T00:00:01.000Z');
+  system.reportConnection('redis', 'up', '2026-01-01T00:00:01.000Z');
   status.status = 'ok';
   system.reportSource('risk_manager', status);
   assert.deepEqual(state.get('system'), {
