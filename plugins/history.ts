@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin';
 import CircuitBreaker from 'opossum';
 import postgres, { type Sql } from 'postgres';
+import { redactUrlCredentials } from '../src/access.ts';
 import { HistoryQueue } from '../src/history/queue.ts';
 import { HistoryRecorder } from '../src/history/recorder.ts';
 import { HISTORY_KINDS, type HistoryKind, type HistoryRow } from '../src/history/rows.ts';
@@ -8,7 +9,6 @@ import { dayOf, dropPartitionsBefore, ensurePartition, insertRows, migrate } fro
 import { LogThrottle } from '../src/log-throttle.ts';
 import type { HistoryStatus } from '../src/system-status.ts';
 import { failSpan, type Span, withSpan } from '../src/tracing.ts';
-import { redactUrl } from './redis-ingest.ts';
 
 /** What /debug and the metrics read of the history writer. */
 export interface HistoryInfo {
@@ -111,10 +111,10 @@ export default fp(
       systemStatus.reportConnection('history', status, info.since);
       if (status === 'up') {
         delete info.lastError;
-        log.info({ url: redactUrl(url!) }, 'history: writing to PostgreSQL');
+        log.info({ url: redactUrlCredentials(url!) }, 'history: writing to PostgreSQL');
       } else
         log.warn(
-          { url: redactUrl(url!), err: info.lastError },
+          { url: redactUrlCredentials(url!), err: info.lastError },
           'history: PostgreSQL unavailable; rows are queued',
         );
     }

@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import fp from 'fastify-plugin';
+import { redactUrlCredentials } from '../src/access.ts';
 import { logDropped } from '../src/ingest/dropped.ts';
 import { LogThrottle } from '../src/log-throttle.ts';
 import type { NatsStatus } from '../src/system-status.ts';
 import type { IngestTopic } from '../src/topics.ts';
 import { messageSampled, withSpan } from '../src/tracing.ts';
-import { redactUrl } from './redis-ingest.ts';
 
 export type { NatsStatus };
 
@@ -124,7 +124,7 @@ export default fp(
       if (status === 'up') {
         delete info.lastError;
         info.server = connection?.getServer();
-        log.info({ url: redactUrl(url), server: info.server }, 'nats: connected');
+        log.info({ url: redactUrlCredentials(url), server: info.server }, 'nats: connected');
         if (everUp) info.reconnects++;
         everUp = true;
         // What was published while the hub was away is gone: ask the backends for the current orders and risk.
@@ -132,7 +132,7 @@ export default fp(
       } else if (status === 'down' && !closing) {
         delete info.server;
         log.warn(
-          { url: redactUrl(url), err: info.lastError },
+          { url: redactUrlCredentials(url), err: info.lastError },
           everUp ? 'nats: connection lost; serving last known state' : 'nats: cannot connect; retrying',
         );
       }

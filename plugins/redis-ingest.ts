@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import fp from 'fastify-plugin';
 import { Redis, type RedisOptions, ReplyError } from 'ioredis';
+import { redactUrlCredentials } from '../src/access.ts';
 import { ConflatingQueue, type ConflatingQueueStats } from '../src/conflating-queue.ts';
 import { logDropped } from '../src/ingest/dropped.ts';
 import { PayloadError } from '../src/ingest/schemas.ts';
@@ -119,18 +120,18 @@ export default fp(
       if (status === 'up' && previous.status === 'stalled') {
         delete info.lastError;
         const stalledMs = Date.parse(info.since) - Date.parse(previous.since);
-        log.info({ url: redactUrl(config.url), stalled_ms: stalledMs }, 'redis: answering again');
+        log.info({ url: redactUrlCredentials(config.url), stalled_ms: stalledMs }, 'redis: answering again');
       } else if (status === 'up') {
         delete info.lastError;
-        log.info({ url: redactUrl(config.url) }, 'redis: connected');
+        log.info({ url: redactUrlCredentials(config.url) }, 'redis: connected');
       } else if (status === 'stalled' && !closing) {
         log.warn(
-          { url: redactUrl(config.url), err: info.lastError },
+          { url: redactUrlCredentials(config.url), err: info.lastError },
           'redis: not answering; serving last known state',
         );
       } else if (status === 'down' && !closing) {
         log.warn(
-          { url: redactUrl(config.url), err: info.lastError },
+          { url: redactUrlCredentials(config.url), err: info.lastError },
           'redis: connection lost; serving last known state',
         );
       }
@@ -360,8 +361,3 @@ export default fp(
   },
   { name: 'redis-ingest', dependencies: ['config', 'state'] },
 );
-
-export function redactUrl(url: string): string {
-  // Every server of a list (nats.url takes several), not only the first.
-  return url.replace(/\/\/([^@/]*)@/g, '//***@');
-}

@@ -1,9 +1,9 @@
 import type { FastifyOtelInstrumentation } from '@fastify/otel';
 import { DiagLogLevel, diag } from '@opentelemetry/api';
 import fp from 'fastify-plugin';
+import { redactUrlCredentials } from '../src/access.ts';
 import type { Config } from '../src/config/schema.ts';
 import { LogThrottle } from '../src/log-throttle.ts';
-import { redactUrl } from './redis-ingest.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -65,7 +65,7 @@ export default fp<{ config: Config['tracing'] }>(
     );
     fastify.log.info(
       {
-        url: redactUrl(sdk.url),
+        url: redactUrlCredentials(sdk.url),
         sample_ratio: config.sample_ratio,
         message_sample_ratio: config.message_sample_ratio,
       },

@@ -195,6 +195,14 @@ export function offersCredential(
 }
 
 /**
+ * A URL, or a comma-separated list of them, with the credentials of each (`//user:password@`) masked up to the last
+ * `@` before the host, whatever they hold (a slash, a space, an `@`): for log lines and config errors.
+ */
+export function redactUrlCredentials(text: string): string {
+  return text.replace(/\/\/[^,"]*@/g, '//***@');
+}
+
+/**
  * The URL with the value of every query parameter that names a token masked, for logs and error bodies.
  * A parameter is a token when its name, decoded as `extractToken`'s parser (URLSearchParams) decodes it, is
  * `token` in any case: `%74oken`, `t%6Fken`, a repeated `token`, a query opened by `??` all qualify. The

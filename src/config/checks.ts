@@ -3,6 +3,7 @@
  * a key against the algorithms, a CIDR's prefix length against its address family).
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { redactUrlCredentials } from '../access.ts';
 import { ConfigError, sourceNote } from './errors.ts';
 import type { Config } from './schema.ts';
 
@@ -107,7 +108,7 @@ export function checkConfig(config: Config, sources: ReadonlyMap<string, string>
   for (const server of config.nats.url?.split(',') ?? []) {
     if (!URL.canParse(server) || new URL(server).hostname === '') {
       throw new ConfigError(
-        `config: nats.url has ${JSON.stringify(server.replace(/\/\/[^@/]*@/, '//***@'))}, which is not a server URL like nats://host:4222 (several: separated by commas)${from('nats.url')}`,
+        `config: nats.url has ${JSON.stringify(redactUrlCredentials(server))}, which is not a server URL like nats://host:4222 (several: separated by commas)${from('nats.url')}`,
       );
     }
   }

@@ -4,6 +4,7 @@
  */
 import type { TSchema } from '@sinclair/typebox';
 import type { TypeCheck } from '@sinclair/typebox/compiler';
+import { redactUrlCredentials } from '../access.ts';
 
 /** A configuration problem: the message is one line naming the key, the value and what was expected. */
 export class ConfigError extends Error {
@@ -87,10 +88,7 @@ const SECRET_KEY = /secret|password|api_key|token/;
 function shownValue(path: string[], value: unknown): string {
   if (value === undefined) return 'nothing';
   if (SECRET_KEY.test(path.at(-1) ?? '') && typeof value === 'string') return '"***"';
-  const text = JSON.stringify(value);
-  // A URL key's value is masked up to its last `@`, whatever the credentials hold (a space, a slash).
-  if (/url$/.test(path.at(-1) ?? '')) return text.replace(/\/\/[^"]*@/, '//***@');
-  return text.replace(/\/\/[^@/\s"]*@/g, '//***@');
+  return redactUrlCredentials(JSON.stringify(value));
 }
 
 /** ` (from DASHBOARD_…)` when an environment variable set `key`, else ''. */
