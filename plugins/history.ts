@@ -4,7 +4,7 @@ import postgres, { type Sql } from 'postgres';
 import { redactUrlCredentials } from '../src/access.ts';
 import { HistoryQueue } from '../src/history/queue.ts';
 import { HistoryRecorder } from '../src/history/recorder.ts';
-import { HISTORY_KINDS, type HistoryKind, type HistoryRow } from '../src/history/rows.ts';
+import { HISTORY_KINDS, type HistoryKind, type HistoryRow, perKind } from '../src/history/rows.ts';
 import { dayOf, dropPartitionsBefore, ensurePartition, insertRows, migrate } from '../src/history/store.ts';
 import { LogThrottle } from '../src/log-throttle.ts';
 import type { HistoryStatus } from '../src/system-status.ts';
@@ -58,13 +58,11 @@ export default fp(
     const { history: config } = fastify.config;
     const { state, systemStatus, log } = fastify;
     const queue = new HistoryQueue(config.queue_max_rows);
-    const zero = () =>
-      Object.fromEntries(HISTORY_KINDS.map((kind) => [kind, 0])) as Record<HistoryKind, number>;
     const info: HistoryInfo = {
       enabled: config.database_url !== undefined,
       status: config.database_url === undefined ? 'off' : 'connecting',
       since: new Date().toISOString(),
-      written: zero(),
+      written: perKind(() => 0),
       dropped: queue.dropped,
       errors: 0,
       breaker: 'closed',
@@ -85,11 +83,7 @@ export default fp(
     fastify.decorate('history', {
       info,
       sql,
-      queued: () =>
-        Object.fromEntries(HISTORY_KINDS.map((kind) => [kind, queue.length(kind)])) as Record<
-          HistoryKind,
-          number
-        >,
+      queued: () => perKind((kind) => queue.length(kind)),
       observe(observer: (seconds: number) => void) {
         observers.add(observer);
         return () => observers.delete(observer);

@@ -260,6 +260,17 @@ const historyRoutes: FastifyPluginAsync = async (fastify) => {
     return { limit, before };
   }
 
+  /** The bucket width (1m by default) and the range (the last 100 buckets by default), within history.max_buckets. */
+  function bucketed(query: { interval?: string; from?: string; to?: string }): {
+    interval: number;
+    range: Range;
+  } {
+    const interval = intervalMs(query.interval, '1m');
+    const range = rangeOf(query, interval * DEFAULT_BUCKETS);
+    checkBuckets(range, interval, maxBuckets);
+    return { interval, range };
+  }
+
   /** Runs a query; PostgreSQL unreachable or failing is a 503, never the driver's message. */
   async function run<T>(work: () => Promise<T>): Promise<T> {
     try {
@@ -354,9 +365,7 @@ const historyRoutes: FastifyPluginAsync = async (fastify) => {
     async (request) => {
       const { query } = request;
       const sql = allowed(request, 'market_data');
-      const interval = intervalMs(query.interval, '1m');
-      const range = rangeOf(query, interval * DEFAULT_BUCKETS);
-      checkBuckets(range, interval, maxBuckets);
+      const { interval, range } = bucketed(query);
       const symbol = query.symbol.toUpperCase();
       return {
         symbol,
@@ -377,9 +386,7 @@ const historyRoutes: FastifyPluginAsync = async (fastify) => {
     async (request) => {
       const { query } = request;
       const sql = allowed(request, 'account');
-      const interval = intervalMs(query.interval, '1m');
-      const range = rangeOf(query, interval * DEFAULT_BUCKETS);
-      checkBuckets(range, interval, maxBuckets);
+      const { interval, range } = bucketed(query);
       return { interval: query.interval ?? '1m', rows: await run(() => equity(sql, range, interval)) };
     },
   );

@@ -1,5 +1,5 @@
 /** Rows waiting to be written, per kind, each kind bounded: past the bound the oldest rows go, counted. */
-import { HISTORY_KINDS, type HistoryKind, type HistoryRow } from './rows.ts';
+import { HISTORY_KINDS, type HistoryKind, type HistoryRow, perKind } from './rows.ts';
 
 /** One kind's rows, oldest first: an array read from `head`, compacted when half of it is consumed. */
 class RowList {
@@ -45,11 +45,8 @@ export class HistoryQueue {
 
   constructor(maxRows: number) {
     this.maxRows = maxRows;
-    this.lists = Object.fromEntries(HISTORY_KINDS.map((kind) => [kind, new RowList()])) as Record<
-      HistoryKind,
-      RowList
-    >;
-    this.dropped = Object.fromEntries(HISTORY_KINDS.map((kind) => [kind, 0])) as Record<HistoryKind, number>;
+    this.lists = perKind(() => new RowList());
+    this.dropped = perKind(() => 0);
   }
 
   push(kind: HistoryKind, row: HistoryRow): void {

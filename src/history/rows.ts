@@ -6,6 +6,11 @@
 export const HISTORY_KINDS = ['market_data', 'trades', 'fills', 'orders', 'account', 'alerts'] as const;
 export type HistoryKind = (typeof HISTORY_KINDS)[number];
 
+/** A record with `value(kind)` for every kind. */
+export function perKind<T>(value: (kind: HistoryKind) => T): Record<HistoryKind, T> {
+  return Object.fromEntries(HISTORY_KINDS.map((kind) => [kind, value(kind)])) as Record<HistoryKind, T>;
+}
+
 /** A row as written: `ts` a Date, the other columns numbers, text or null. */
 export type HistoryRow = { ts: Date } & Record<string, string | number | boolean | Date | null>;
 
