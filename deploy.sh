@@ -429,9 +429,9 @@ copy_release_files() {
 
 install_dependencies() {
   # Same dependency tree as the current release (the lockfiles differ at most in the package's own version):
-  # start from hard links to its node_modules, so npm finds it up to date instead of unpacking 50 MB again.
-  # npm leaves an up-to-date tree alone, so the shared files are never written to (checked: no mtime in the
-  # current release moves; only ctime does, from the added links).
+  # hard links to its node_modules are the whole tree, and npm is not run on them. It used to be, to find the tree
+  # up to date: under load, in the deploy test run three at a time, it left releases with files missing
+  # (@lukeed/ms/dist/index.js, json-schema-ref-resolver), which then could not start.
   if [[ -d $CURRENT/node_modules ]] && "$NODE_BIN" -e '
     const { readFileSync } = require("node:fs");
     const tree = (file) => {
@@ -446,7 +446,8 @@ install_dependencies() {
     # npm rewrites its hidden lockfile even when nothing changes: give the new release its own copy.
     rm -f -- "$BUILD_DIR/node_modules/.package-lock.json"
     cp -- "$CURRENT/node_modules/.package-lock.json" "$BUILD_DIR/node_modules/" 2>/dev/null || true
-    note "node_modules: same lockfile as the current release, starting from hard links to its files"
+    note "node_modules: same lockfile as the current release, hard links to its files"
+    return
   fi
   # Production dependencies from the lockfile, run by the release's own Node (first on PATH). `npm ci`
   # refuses this lockfile on machines whose registry lacks other platforms' optional packages; `npm install`
