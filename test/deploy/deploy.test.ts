@@ -401,7 +401,12 @@ describe('deploy.sh --root DIR --no-systemctl', () => {
       // Valid for --check-config, but not an address of this host (TEST-NET-3): listen fails.
       writeFileSync(file, readFileSync(file, 'utf8').replace('host: 0.0.0.0', 'host: 203.0.113.1'));
     });
-    const run = await deployAndRestart(['--node', projectNode], unlistenable, { configHost: true });
+    // Long enough for the service to reach listen() on a loaded machine (it takes ~1.3 s alone): what is tested is
+    // the config put back, not the timeout.
+    const run = await deployAndRestart(['--node', projectNode], unlistenable, {
+      configHost: true,
+      readyTimeout: 10,
+    });
     assert.equal(run.code, 1, run.stdout);
     // The service started on the new config (and could not listen), then the old config came back.
     assert.ok(run.service, 'the new release was started');
