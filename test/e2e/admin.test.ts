@@ -112,7 +112,16 @@ before(async () => {
     auth: authOn(),
     websocket: { allowed_origins: [`http://127.0.0.1:${port}`] },
     ops: { allowed_cidrs: ['198.51.100.0/24'] },
-    backend_services: { account_monitor: { url: account.url, interval: '1s', timeout: '500ms' } },
+    // The breaker opens at the first failure: with the default 50 %, the successes of the earlier tests (one a
+    // second, more on a loaded machine) decided how long "down" took to come.
+    backend_services: {
+      account_monitor: {
+        url: account.url,
+        interval: '1s',
+        timeout: '500ms',
+        breaker: { error_threshold_percentage: 1, volume_threshold: 1 },
+      },
+    },
   });
   await waitReady(running.app);
   browser = await launchChromium();
