@@ -108,6 +108,18 @@ export default fp(
           `user has websocket.max_clients_per_user (${websocket.max_clients_per_user}) connections open`,
         );
       }
+      // websocket.global_limits: the replicas' count together, in Redis (behind the cheap check above). Awaited here,
+      // before the 101: simultaneous upgrades on any replicas never pass the limit together.
+      if (
+        fastify.auth.enabled &&
+        fastify.fleetLimits.enabled &&
+        !(await fastify.fleetLimits.admit(request, request.principal.userId, websocket.max_clients_per_user))
+      ) {
+        throw new HttpError(
+          'too_many_connections',
+          `user has websocket.max_clients_per_user (${websocket.max_clients_per_user}) connections open across the replicas`,
+        );
+      }
     }
 
     async function requireToken(request: FastifyRequest) {
@@ -149,5 +161,5 @@ export default fp(
     };
     fastify.decorate('access', access);
   },
-  { name: 'access', dependencies: ['errors', 'config', 'auth', 'hub'] },
+  { name: 'access', dependencies: ['errors', 'config', 'auth', 'hub', 'fleet-limits'] },
 );

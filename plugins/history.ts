@@ -2,6 +2,7 @@ import fp from 'fastify-plugin';
 import CircuitBreaker from 'opossum';
 import postgres, { type Sql } from 'postgres';
 import { redactUrlCredentials } from '../src/access.ts';
+import { HandoverWindow } from '../src/history/handover.ts';
 import { HistoryQueue } from '../src/history/queue.ts';
 import { HistoryRecorder } from '../src/history/recorder.ts';
 import { HISTORY_KINDS, type HistoryKind, type HistoryRow, perKind } from '../src/history/rows.ts';
@@ -92,6 +93,11 @@ export default fp(
     if (sql === undefined || url === undefined) return;
 
     const recorder = new HistoryRecorder(queue);
+    // A lease and two flushes: the seconds a dead leader may not have written before another takes over.
+    const handover = new HandoverWindow(
+      Math.ceil((fastify.config.leader.lease + 2 * config.flush_interval) / config.flush_interval) + 1,
+    );
+    fastify.leader.events.on('change', () => handover.reset(queue));
     const errorLog = new LogThrottle(10_000);
     /** Day partitions known to exist, by kind. */
     const partitions = new Map<HistoryKind, Set<number>>(HISTORY_KINDS.map((kind) => [kind, new Set()]));
@@ -121,6 +127,7 @@ export default fp(
         migrated = true;
         await maintain();
       }
+      if (!writes()) return;
       // A row outside the retention, or more than a day ahead (a publisher's clock, or a hostile one creating a
       // partition per day), is dropped: partitions are only ever made for the days history keeps.
       const oldest = Date.now() - config.retention;
@@ -184,10 +191,19 @@ export default fp(
     });
 
     let writing = false;
+    let stopping = false;
+    /** The writer: the leader, or the replica that led until its stop began, for its last rows. */
+    const writes = () => fastify.leader.isLeader || (stopping && fastify.leader.ledAtStop);
     const totalWritten = () => HISTORY_KINDS.reduce((sum, kind) => sum + info.written[kind], 0);
     async function flush(): Promise<void> {
       if (writing) return;
       recorder.closeSeconds();
+      // One writer for the fleet, the leader. A replica that does not lead keeps the last seconds of rows for when
+      // it takes over, and reaches PostgreSQL once (the migrations), so that system.history says whether it can.
+      if (!writes()) {
+        handover.trim(queue);
+        if (migrated) return;
+      }
       // Nothing to write touches nothing: an empty flush counted as a success would keep the breaker closed long
       // into an outage (half its rolling window of quiet seconds against the failures).
       if (migrated && queue.total === 0) return;
@@ -232,6 +248,9 @@ export default fp(
     }
 
     const stopObserving = state.observeWrites((topic, key, value, before) => {
+      // Account samples are timed by this replica's clock: only the leader's are kept (the other rows are timed and
+      // keyed by the data itself, the same on every replica).
+      if (topic === 'account' && !fastify.leader.isLeader) return;
       // Called inside the state's write: a failure here must not reach ingest (the write is done).
       try {
         recorder.written(topic, key, value, before);
@@ -245,10 +264,15 @@ export default fp(
     fastify.addHook('onReady', async () => {
       systemStatus.reportConnection('history', 'connecting', info.since);
       timers.push(setInterval(() => void flush(), config.flush_interval));
-      timers.push(setInterval(() => recorder.sampleAccount(state.get('account')), config.account_interval));
       timers.push(
         setInterval(() => {
-          if (migrated && !breaker.opened) void maintain().catch((error: Error) => setStatus('down', error));
+          if (fastify.leader.isLeader) recorder.sampleAccount(state.get('account'));
+        }, config.account_interval),
+      );
+      timers.push(
+        setInterval(() => {
+          if (migrated && !breaker.opened && writes())
+            void maintain().catch((error: Error) => setStatus('down', error));
         }, MAINTENANCE_MS),
       );
       for (const timer of timers) timer.unref();
@@ -257,6 +281,7 @@ export default fp(
     fastify.addHook('onClose', async () => {
       stopObserving();
       for (const timer of timers) clearInterval(timer);
+      stopping = true;
       // What is queued is written once more if PostgreSQL answers; a stop never waits on it for long.
       if (info.status === 'up')
         await Promise.race([flush(), new Promise((resolve) => setTimeout(resolve, 1000))]);
@@ -264,5 +289,5 @@ export default fp(
       await sql.end({ timeout: 1 });
     });
   },
-  { name: 'history', dependencies: ['config', 'state'] },
+  { name: 'history', dependencies: ['config', 'state', 'leader'] },
 );

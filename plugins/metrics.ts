@@ -264,6 +264,87 @@ export default fp(
       [],
       () => [[{}, natsIngest.info.reconnects]],
     );
+    const { leader } = fastify;
+    new client.Gauge({
+      name: 'dashboard_leader',
+      help: '1 while this replica holds the lease (polls the backends, writes history, relays the polls), 0 otherwise',
+      collect() {
+        this.set(leader.isLeader ? 1 : 0);
+      },
+    });
+    new client.Gauge({
+      name: 'dashboard_leader_isolated',
+      help: '1 while Redis has not answered the lease for a whole lease: this replica polls for its own clients',
+      collect() {
+        this.set(leader.isolated ? 1 : 0);
+      },
+    });
+    new client.Gauge({
+      name: 'dashboard_leader_takeovers',
+      help: 'Times a replica of the fleet took the lease (Redis <leader.key>:takeovers, as last read)',
+      collect() {
+        this.set(leader.info().takeovers);
+      },
+    });
+    mirroredCounter(
+      'dashboard_leader_relay_published_total',
+      'Polls and statuses this replica relayed while leading, by result (ok, error)',
+      ['result'],
+      () => {
+        const { relay } = leader.debug();
+        return [
+          [{ result: 'ok' }, relay.published],
+          [{ result: 'error' }, relay.publish_errors],
+        ];
+      },
+    );
+    mirroredCounter(
+      'dashboard_leader_relay_received_total',
+      "Relayed polls and statuses received from the leader, by outcome: applied, stale (older than one applied, or the replica's own), invalid (dropped), resync (reads of the kept copies after a gap)",
+      ['outcome'],
+      () => Object.entries(leader.debug().relay.received).map(([outcome, n]) => [{ outcome }, n]),
+    );
+    // websocket.global_limits: exported whether on or not, at 0 when off (as NATS and history).
+    const { fleetLimits } = fastify;
+    new client.Gauge({
+      name: 'dashboard_fleet_limits_enabled',
+      help: '1 when websocket.global_limits is on (max_clients_per_user counted across the replicas in Redis), 0 otherwise',
+      collect() {
+        this.set(fleetLimits.enabled ? 1 : 0);
+      },
+    });
+    mirroredCounter(
+      'dashboard_fleet_user_limit_total',
+      "Upgrades checked against websocket.max_clients_per_user across the replicas: admitted, refused (the user is at the limit on the replicas together), fail_open (Redis did not answer: admitted on this replica's count)",
+      ['outcome'],
+      () => {
+        const info = fleetLimits.info();
+        return [
+          [{ outcome: 'admitted' }, info.admitted],
+          [{ outcome: 'refused' }, info.refused],
+          [{ outcome: 'fail_open' }, info.failOpen],
+        ];
+      },
+    );
+    mirroredCounter(
+      'dashboard_fleet_user_slot_errors_total',
+      "Writes of this replica's connection slots Redis did not take: release (the slot ages out instead), refresh (a round; the slots age out if it goes on)",
+      ['operation'],
+      () => {
+        const info = fleetLimits.info();
+        return [
+          [{ operation: 'release' }, info.releaseFailed],
+          [{ operation: 'refresh' }, info.refreshFailed],
+        ];
+      },
+    );
+    new client.Gauge({
+      name: 'dashboard_fleet_user_slots',
+      help: 'Connection slots this replica holds in Redis for its open sockets (websocket.global_limits)',
+      collect() {
+        this.set(fleetLimits.info().held);
+      },
+    });
     const { history } = fastify;
     const byKind = (counts: Record<string, number>) =>
       Object.entries(counts).map(([kind, count]): [object, number] => [{ kind }, count]);
@@ -402,6 +483,17 @@ export default fp(
   },
   {
     name: 'metrics',
-    dependencies: ['hub', 'state', 'redis-ingest', 'nats-ingest', 'history', 'access', 'poller', 'actions'],
+    dependencies: [
+      'hub',
+      'state',
+      'redis-ingest',
+      'nats-ingest',
+      'history',
+      'access',
+      'poller',
+      'actions',
+      'fleet-limits',
+      'leader',
+    ],
   },
 );

@@ -10,6 +10,7 @@ import {
 } from '../src/backends.ts';
 import type { BackendConfig } from '../src/config/schema.ts';
 import { apiKeyMetadata, grpcPackage } from '../src/grpc-protos.ts';
+import type { Json } from '../src/merge-patch.ts';
 import { PolledSource, type PollOutcome } from '../src/poller.ts';
 
 declare module 'fastify' {
@@ -96,8 +97,9 @@ async function getJson(
 export default fp(
   async (fastify) => {
     const { backend_services: backends } = fastify.config;
-    const { ingest, systemStatus, log } = fastify;
+    const { ingest, systemStatus, log, leader } = fastify;
     const sources = new Map<SourceName, PolledSource>();
+    const localSources = new Set<SourceName>();
     const observers = new Set<PollObserver>();
     const closers: (() => unknown)[] = [];
 
@@ -115,22 +117,43 @@ export default fp(
       return pool;
     };
 
+    /** What a replica that does not lead does with a relayed poll: parse the answers as the leader did, apply. */
+    const relayed = new Map<SourceName, (answers: unknown[], startedAt: number) => void>();
+
+    /**
+     * A polled backend: `call` asks it (one answer per request), `parse` checks and maps the answers, `apply` writes
+     * the result. The leader relays the answers and each status to the other replicas; `local` sources are polled
+     * by every replica and relayed by none (market data reads this replica's own Redis).
+     */
     function add<T>(
       name: SourceName,
       config: BackendConfig,
-      fetch: (signal: AbortSignal) => Promise<T>,
+      call: (signal: AbortSignal) => Promise<unknown[]>,
+      parse: (answers: unknown[]) => T,
       apply: (result: T, startedAt: number) => void,
+      { local = false } = {},
     ) {
+      if (local) localSources.add(name);
+      else relayed.set(name, (answers, startedAt) => apply(parse(answers), startedAt));
       sources.set(
         name,
-        new PolledSource<T>({
+        new PolledSource<{ answers: unknown[]; result: T }>({
           name,
           interval: config.interval,
           timeout: config.timeout,
           breaker: config.breaker,
-          fetch,
-          apply,
-          onStatus: (source, status) => systemStatus.reportSource(source, status),
+          fetch: async (signal) => {
+            const answers = await call(signal);
+            return { answers, result: parse(answers) };
+          },
+          apply: ({ answers, result }, startedAt) => {
+            apply(result, startedAt);
+            if (!local) leader.publishData(name, startedAt, answers as Json[]);
+          },
+          onStatus: (source, status) => {
+            systemStatus.reportSource(source, status);
+            if (!local) leader.publishStatus(source, status);
+          },
           onPoll: (source, outcome, seconds) => {
             for (const observer of observers) observer.poll?.(source, outcome, seconds);
           },
@@ -151,16 +174,11 @@ export default fp(
         orderConfig,
         async (signal) => {
           const request = { symbol: '', state: 'STATE_UNSPECIFIED', start_time: 0, end_time: 0, limit };
-          const response = await unary(
-            client,
-            'GetOrders',
-            request,
-            grpcMetadata(orderConfig),
-            orderConfig.timeout,
-            signal,
-          );
-          return ordersFromResponse(response);
+          return [
+            await unary(client, 'GetOrders', request, grpcMetadata(orderConfig), orderConfig.timeout, signal),
+          ];
         },
+        ([response]) => ordersFromResponse(response),
         (orders, startedAt) => {
           // A full page may be cut short by `limit`: then orders missing from it are not taken as gone.
           const complete = orders.length < limit;
@@ -185,7 +203,7 @@ export default fp(
         riskConfig,
         async (signal) => {
           const metadata = grpcMetadata(riskConfig);
-          const [metrics, stop] = await Promise.all([
+          return Promise.all([
             unary(
               client,
               'GetRiskMetrics',
@@ -196,8 +214,8 @@ export default fp(
             ),
             unary(client, 'GetEmergencyStopStatus', {}, metadata, riskConfig.timeout, signal),
           ]);
-          return riskFromResponses(metrics, stop);
         },
+        ([metrics, stop]) => riskFromResponses(metrics, stop),
         (risk) => ingest.replaceSingle('risk', risk),
       );
     }
@@ -208,10 +226,10 @@ export default fp(
       add(
         'account_monitor',
         accountConfig,
-        async (signal) =>
-          accountFromResponse(
-            await getJson(pool, '/api/account', apiKeyHeader(accountConfig), signal, 'account_monitor'),
-          ),
+        async (signal) => [
+          await getJson(pool, '/api/account', apiKeyHeader(accountConfig), signal, 'account_monitor'),
+        ],
+        ([body]) => accountFromResponse(body),
         ({ account, positions }, startedAt) => ingest.replaceAccount(account, positions, startedAt),
       );
     }
@@ -223,13 +241,12 @@ export default fp(
       add(
         'strategy_engine',
         strategyConfig,
-        async (signal) => {
-          const [status, info] = await Promise.all([
+        async (signal) =>
+          Promise.all([
             getJson(pool, '/status', headers, signal, 'strategy_engine'),
             getJson(pool, '/api/service-info', headers, signal, 'strategy_engine'),
-          ]);
-          return strategiesFromResponses(status, info);
-        },
+          ]),
+        ([status, info]) => strategiesFromResponses(status, info),
         (strategies, startedAt) => ingest.replaceSection('strategies', strategies, startedAt),
       );
     }
@@ -240,18 +257,53 @@ export default fp(
       add(
         'market_data',
         marketConfig,
-        async () => fastify.redisIngest.reload(),
+        async () => {
+          await fastify.redisIngest.reload();
+          return [];
+        },
+        () => undefined,
         () => {},
+        { local: true },
       );
     }
+
+    /** The leader polls; so does a replica cut off from Redis (nobody relays to it); the others apply the relay. */
+    const polls = () => leader.isLeader || leader.isolated;
+    let started = false;
+    function followLeadership(): void {
+      if (!started) return;
+      for (const [name, source] of sources) {
+        if (localSources.has(name)) continue;
+        if (polls() && !source.running) source.start();
+        else if (!polls() && source.running) source.pause();
+      }
+    }
+    leader.events.on('change', followLeadership);
+    leader.events.on('isolated', followLeadership);
+    leader.receive({
+      data({ source, answers, started_at }) {
+        relayed.get(source)?.(answers, started_at);
+      },
+      status({ source: name, status }) {
+        const source = sources.get(name);
+        if (!source || !relayed.has(name)) return;
+        source.adopt(status);
+        systemStatus.reportSource(name, source.status);
+      },
+    });
 
     const poller = {
       sources,
       pollAll() {
-        for (const source of sources.values()) source.pollSoon();
+        if (!polls()) leader.resync();
+        for (const source of sources.values()) if (source.running) source.pollSoon();
       },
       refresh(...names: SourceName[]) {
-        for (const name of names) sources.get(name)?.pollSoon();
+        if (!polls()) leader.resync();
+        for (const name of names) {
+          const source = sources.get(name);
+          if (source?.running) source.pollSoon();
+        }
       },
       observe(observer: PollObserver) {
         observers.add(observer);
@@ -261,7 +313,9 @@ export default fp(
     fastify.decorate('poller', poller);
 
     fastify.addHook('onReady', async () => {
-      for (const source of sources.values()) source.start();
+      started = true;
+      for (const name of localSources) sources.get(name)?.start();
+      followLeadership();
       // After a Redis outage, messages published meanwhile are lost: refresh from the backends.
       fastify.redisIngest.events.on('status', (status: string) => {
         if (status === 'up' && fastify.redisIngest.info.reconnects > 0) poller.pollAll();
@@ -272,5 +326,5 @@ export default fp(
       for (const close of closers) await close();
     });
   },
-  { name: 'poller', dependencies: ['config', 'state', 'redis-ingest'] },
+  { name: 'poller', dependencies: ['config', 'state', 'redis-ingest', 'leader'] },
 );

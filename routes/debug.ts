@@ -42,8 +42,15 @@ const Debug = Type.Object(
     ingest: Group(
       'ingest counters: messages, invalid, stale (by source, then topic), refused, symbolsEvicted',
     ),
+    fleet_limits: Group(
+      'websocket.global_limits: enabled, replica, ttlMs, redis, held, admitted, refused, failOpen, released, …',
+    ),
     ingest_pending: Group('order books waiting to be ingested'),
     broadcast: Group('fan-out counters: broadcasts, sentBytes, sentMessages, disconnects, errors, …'),
+    pid: Type.Integer({ description: 'the process that answered (one of server.workers)' }),
+    leader: Group(
+      'the lease: self (this replica), holder, is_leader, lease_age (ms), takeovers, isolated, term, relay counters',
+    ),
     sources: Type.Record(Type.String(), Type.Object({}, { additionalProperties: true }), {
       description: 'each polled backend: status, breaker, last success and error, polls, breaker_stats',
     }),
@@ -85,8 +92,11 @@ const debugRoute: FastifyPluginAsync = async (fastify) => {
       nats: fastify.natsIngest.info,
       history: { ...fastify.history.info, queued: fastify.history.queued() },
       ingest: ingest.counters,
+      fleet_limits: fastify.fleetLimits.info(),
       ingest_pending: redisIngest.deferred(),
       broadcast: hub.stats,
+      pid: process.pid,
+      leader: fastify.leader.debug(),
       sources: Object.fromEntries(
         [...fastify.poller.sources].map(([name, source]) => [
           name,

@@ -5,8 +5,10 @@ import adminPlugin from '../plugins/admin.ts';
 import authPlugin from '../plugins/auth.ts';
 import configPlugin from '../plugins/config.ts';
 import errorsPlugin, { clientErrorHandler } from '../plugins/errors.ts';
+import fleetLimitsPlugin from '../plugins/fleet-limits.ts';
 import historyPlugin from '../plugins/history.ts';
 import hubPlugin from '../plugins/hub.ts';
+import leaderPlugin from '../plugins/leader.ts';
 import metricsPlugin from '../plugins/metrics.ts';
 import natsIngestPlugin from '../plugins/nats-ingest.ts';
 import openapiPlugin from '../plugins/openapi.ts';
@@ -79,12 +81,16 @@ export async function buildApp(
   await app.register(configPlugin, { config });
   await app.register(statePlugin);
   await app.register(redisIngestPlugin);
+  // Which replica of the fleet polls the backends and writes history; the others apply what it relays.
+  await app.register(leaderPlugin);
   await app.register(pollerPlugin);
   await app.register(natsIngestPlugin);
   await app.register(historyPlugin);
   await app.register(actionsPlugin);
   await app.register(authPlugin);
   await app.register(hubPlugin);
+  // websocket.global_limits: the access check's per-user count across the replicas, in Redis.
+  await app.register(fleetLimitsPlugin);
   await app.register(accessPlugin);
   // Before every route it documents (/metrics included): @fastify/swagger collects routes as they are added.
   await app.register(openapiPlugin);

@@ -102,11 +102,26 @@ export class PolledSource<T = unknown> {
     this.pollSoon();
   }
 
-  stop(): void {
+  /** Polls no more until `start()`; a poll under way is aborted (this replica stopped leading). */
+  pause(): void {
     this.stopped = true;
     clearTimeout(this.timer);
     this.current?.abort(new Error('poller stopped'));
+  }
+
+  /** For good: also shuts the breaker down. */
+  stop(): void {
+    this.pause();
     this.breaker.shutdown();
+  }
+
+  get running(): boolean {
+    return !this.stopped;
+  }
+
+  /** Takes the status the leading replica relayed (this one does not poll): /debug and the metrics show it. */
+  adopt(status: SourceStatus): void {
+    Object.assign(this.status, status);
   }
 
   /** Polls after a random delay up to `jitter` ms (unless a poll is under way), then on schedule. */

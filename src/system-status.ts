@@ -1,4 +1,5 @@
 import type { SourceName } from './backends.ts';
+import type { LeaderInfo } from './leader/lease.ts';
 import type { JsonObject } from './merge-patch.ts';
 import { type SourceStatus, statusRecord } from './poller.ts';
 import { SINGLE, type StateStore } from './state.ts';
@@ -23,7 +24,8 @@ export type ConnectionName = keyof ConnectionStatuses;
 
 /**
  * The one writer of the `system` topic (docs/protocol.md): `{epoch, started_at, redis: {status, since},
- * nats?: {status, since}, history?: {status, since}, sources: {NAME: …}}`. The Redis side, the NATS side and the
+ * nats?: {status, since}, history?: {status, since}, sources: {NAME: …}, leader: {holder?, is_leader, lease_age?,
+ * takeovers}}`. The Redis side, the NATS side and the
  * history writer (each when configured) and the poller report their part; this rewrites the whole record.
  */
 export class SystemStatus {
@@ -32,6 +34,7 @@ export class SystemStatus {
   /** Redis from the start; NATS and history once they report (only when configured). */
   private readonly connections = new Map<ConnectionName, { status: string; since: string }>();
   private readonly sources = new Map<SourceName, JsonObject>();
+  private leader: LeaderInfo | undefined;
 
   constructor(state: StateStore) {
     this.state = state;
@@ -56,6 +59,12 @@ export class SystemStatus {
     this.publish();
   }
 
+  /** The fleet's lease as this replica sees it (`system.leader`). */
+  reportLeader(info: LeaderInfo): void {
+    this.leader = info;
+    this.publish();
+  }
+
   private publish(): void {
     const record: JsonObject = {
       epoch: this.state.epoch,
@@ -63,6 +72,14 @@ export class SystemStatus {
     };
     for (const [name, connection] of this.connections) record[name] = { ...connection };
     if (this.sources.size > 0) record.sources = Object.fromEntries(this.sources);
+    if (this.leader) {
+      // Null fields are left out, as for the sources: a merge patch cannot carry a null value.
+      const { holder, is_leader, lease_age, takeovers } = this.leader;
+      const leader: JsonObject = { is_leader, takeovers };
+      if (holder !== null) leader.holder = holder;
+      if (lease_age !== null) leader.lease_age = lease_age;
+      record.leader = leader;
+    }
     this.state.set('system', SINGLE, record);
   }
 }

@@ -329,6 +329,24 @@ function sourceRows(debug) {
     lastError: historyInfo.lastError,
     health: health(historyInfo.status, historyInfo.enabled ? historyInfo.breaker : undefined),
   });
+  const leader = debug.leader;
+  if (leader) {
+    // Which replica of the fleet polls the backends (docs/replicas.md): this one, another, or none known.
+    const status = leader.is_leader
+      ? `leading (${leader.self})`
+      : leader.isolated
+        ? 'isolated: no reply from Redis; polling for its own clients'
+        : leader.holder
+          ? `following ${leader.holder}`
+          : 'no leader';
+    rows.push({
+      name: 'leader',
+      status: `${status} · takeovers ${leader.takeovers}`,
+      lastSuccess:
+        leader.lease_age == null ? undefined : new Date(Date.now() - leader.lease_age).toISOString(),
+      health: leader.is_leader || leader.holder ? 'ok' : 'warn',
+    });
+  }
   for (const [name, source] of Object.entries(debug.sources ?? {})) {
     rows.push({
       name,

@@ -128,6 +128,12 @@ export function checkConfig(config: Config, sources: ReadonlyMap<string, string>
     }
     seen.set(subject, name);
   }
+  const { lease } = config.leader;
+  if (lease < 300 || lease > 600_000) {
+    throw new ConfigError(
+      `config: leader.lease must be from 300ms to 10m, got ${lease}ms${from('leader.lease')}`,
+    );
+  }
   if (config.actions.enabled && !config.backend_services.order_execution) {
     throw new ConfigError(
       `config: actions.enabled is true but backend_services.order_execution is not set: trading actions go to order-execution${from('actions.enabled')}`,

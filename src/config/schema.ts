@@ -118,6 +118,11 @@ export const ConfigFileSchema = Type.Object(
          * client address is the socket's peer. Never `true`: a list only, and no `/0`.
          */
         trust_proxy: Type.Array(Type.String({ pattern: CIDR_PATTERN }), { default: [] }),
+        /**
+         * Processes serving the port (Node's cluster): each a replica with its own clients and connections, one of
+         * them leading; a worker that dies is started again. 1: this process serves, no cluster.
+         */
+        workers: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -133,6 +138,20 @@ export const ConfigFileSchema = Type.Object(
         health_check_interval: Duration('1s'),
         /** without a PING reply before Redis counts as stalled */
         health_check_timeout: Duration('2s'),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    /** One replica of a fleet leads: it polls the backends, writes history and relays the polls (docs/replicas.md). */
+    leader: Type.Object(
+      {
+        /** how long the lease lasts unrenewed: a dead leader is replaced within it */
+        lease: Duration('10s'),
+        /**
+         * The lease's Redis key; the fleet's other keys and its channel are named after it (`<key>:polls`,
+         * `<key>:sections`, `<key>:takeovers`, `<key>:clients:<user>`). Replicas on one Redis with the same key are
+         * one fleet.
+         */
+        key: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,200}$', default: 'dashboard-server:leader' }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -190,6 +209,11 @@ export const ConfigFileSchema = Type.Object(
         max_subscriptions: Type.Integer({ minimum: 1, maximum: 1000, default: 50 }),
         max_clients: Type.Integer({ minimum: 1, default: 10000 }),
         max_clients_per_user: Type.Integer({ minimum: 1, default: 20 }),
+        /**
+         * `max_clients_per_user` across every replica of the fleet (counts in Redis, kept alive by each replica,
+         * aging out with a dead one); off: per replica.
+         */
+        global_limits: Type.Boolean({ default: false }),
         rate_limit: Type.Object(
           {
             messages_per_second: Type.Number({ exclusiveMinimum: 0, default: 10 }),

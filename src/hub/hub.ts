@@ -52,6 +52,8 @@ export interface HubOptions {
 export interface HubObserver {
   /** One broadcast phase of `type` ran, taking `seconds`. */
   tick?(type: ClientType, seconds: number): void;
+  /** A client is gone (closed, terminated, or its socket closed); called once per client. */
+  left?(client: HubClient): void;
 }
 
 /**
@@ -81,6 +83,7 @@ export class Hub {
       left: (client) => {
         this.fanOut.cancelSnapshot(client);
         this.groups.leave(client);
+        this.notify('left', { client: client.id }, (observer) => observer.left?.(client));
       },
       pinged: (client, at) => this.fanOut.sendFrames(client, client.protocol.heartbeat?.(at)),
     });
@@ -188,11 +191,16 @@ export class Hub {
     if (!this.fanOut.phase(type, phase)) return;
     if (this.observers.size === 0) return;
     const seconds = (performance.now() - started) / 1000;
+    this.notify('tick', { client_type: type }, (observer) => observer.tick?.(type, seconds));
+  }
+
+  /** Tells every observer; one that throws is counted under `stage` and the others are told all the same. */
+  private notify(stage: 'tick' | 'left', context: object, tell: (observer: HubObserver) => void): void {
     for (const observer of this.observers) {
       try {
-        observer.tick?.(type, seconds);
+        tell(observer);
       } catch (error) {
-        this.errors.failed('tick', error, { client_type: type });
+        this.errors.failed(stage, error, context);
       }
     }
   }

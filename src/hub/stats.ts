@@ -57,9 +57,10 @@ export function count(record: Record<string, number>, key: string | number): voi
  * Where an unexpected error was caught: `broadcast` (a group's diff or snapshot could not be built or encoded; its
  * clients are closed with 1011), `snapshot` (a held-back snapshot, same), `send` (handing a frame to one socket;
  * that socket is dropped), `message` (handling one client message; that client is closed with 1011), `heartbeat`
- * (one client's ping/liveness check), `tick` (anything else in a broadcast phase).
+ * (one client's ping/liveness check), `tick` (anything else in a broadcast phase), `left` (an observer told of a
+ * client leaving).
  */
-export type HubErrorStage = 'broadcast' | 'snapshot' | 'send' | 'message' | 'heartbeat' | 'tick';
+export type HubErrorStage = 'broadcast' | 'snapshot' | 'send' | 'message' | 'heartbeat' | 'tick' | 'left';
 
 /** Counts unexpected errors by stage and logs them, at most once per second per stage (with the number held back). */
 export class ErrorReport {

@@ -206,6 +206,12 @@ describe('admin page', () => {
     assert.equal(await attribute(page, 'tr[data-source="redis"]', 'data-health'), 'ok');
     assert.equal(await attribute(page, 'tr[data-source="nats"]', 'data-health'), 'off');
     assert.equal(await attribute(page, 'tr[data-source="history"]', 'data-health'), 'off');
+    // A lone hub leads its fleet of one.
+    assert.equal(await attribute(page, 'tr[data-source="leader"]', 'data-health'), 'ok');
+    assert.match(
+      (await text(page, 'tr[data-source="leader"] .status')) ?? '',
+      /^leading \(.+\) · takeovers \d+$/,
+    );
 
     await account.close();
     await until(

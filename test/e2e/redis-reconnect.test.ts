@@ -42,7 +42,8 @@ describe('Redis connection loss', () => {
     // Written to the key only, never published: the hub can learn it only by reloading after the reconnect.
     await admin.set('market_data:AVAXUSDT', JSON.stringify({ last_price: 35.5 }));
     const killed = await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
-    assert.equal(killed, 1);
+    // The ingest subscriber and the leader's relay subscriber (plugins/leader.ts).
+    assert.equal(killed, 2);
     await viewWhere(client, (d) => price(d, 'AVAXUSDT') === 35.5);
     assert.equal(running.app.redisIngest.info.reconnects, 1);
     // Subscribed again, exactly once: one publish is one message.

@@ -89,7 +89,15 @@ describe('configFromDocument: defaults', () => {
   test('an empty document gets every default', () => {
     const config = fromDoc({});
     assert.deepEqual(config, {
-      server: { host: '0.0.0.0', port: 8086, log_level: 'info', shutdown_timeout: 30_000, trust_proxy: [] },
+      server: {
+        host: '0.0.0.0',
+        port: 8086,
+        log_level: 'info',
+        shutdown_timeout: 30_000,
+        trust_proxy: [],
+        workers: 1,
+      },
+      leader: { lease: 10_000, key: 'dashboard-server:leader' },
       redis: {
         url: 'redis://localhost:6379',
         db: 0,
@@ -129,6 +137,7 @@ describe('configFromDocument: defaults', () => {
         max_subscriptions: 50,
         max_clients: 10_000,
         max_clients_per_user: 20,
+        global_limits: false,
         rate_limit: { messages_per_second: 10, burst: 20, max_violations: 20, window: 10_000 },
         connect_rate_limit: { max: 60, window: 60_000 },
       },
