@@ -160,11 +160,12 @@ export default fp(
       }
       // The leader's own, or a deposed one's while this replica leads: it polls itself.
       if (lease.isLeader || envelope.holder === self) return false;
-      const { apply, gap } = order.accept(envelope, { fromCopy });
+      const { apply, gap } = order.accept(envelope, { fromCopy, holder: lease.info.holder });
       if (apply && receiver) {
         try {
           if (envelope.kind === 'data') receiver.data(envelope);
           else receiver.status(envelope);
+          order.markApplied(envelope);
           stats.received.applied++;
         } catch (error) {
           count('invalid', error);
@@ -184,7 +185,8 @@ export default fp(
 
     /** Reads the kept copies and applies those newer than what was applied. One read at a time. */
     function resync(): void {
-      if (resyncing || lease.isLeader || !receiver) return;
+      // Before the connection is up there is nothing to read: its `ready` (the subscriber's) reads the copies.
+      if (resyncing || lease.isLeader || !receiver || commands.status !== 'ready') return;
       stats.received.resync++;
       resyncing = commands
         .hgetallBuffer(copiesKey)
@@ -208,6 +210,7 @@ export default fp(
       if (take(payload, false)) resync();
     });
     let subscribedOnce = false;
+    commands.on('ready', () => resync());
     subscriber.on('ready', () => {
       // ioredis resubscribes on its own after a reconnect; what was published meanwhile is in the copies.
       const subscribed = subscribedOnce

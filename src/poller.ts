@@ -20,6 +20,9 @@ export interface SourceStatus {
 }
 
 export const POLL_OUTCOMES = ['success', 'failure', 'timeout', 'rejected'] as const;
+
+/** Why a poll under way was aborted by `pause()`: not a failure of the backend, nothing is recorded. */
+const PAUSED = new Error('poller paused: this replica stopped leading');
 export type PollOutcome = (typeof POLL_OUTCOMES)[number];
 
 export interface PolledSourceOptions<T> {
@@ -83,6 +86,8 @@ export class PolledSource<T = unknown> {
       resetTimeout: breaker.reset_timeout,
       rollingCountTimeout: breaker.rolling_window,
       rollingCountBuckets: 10,
+      // A poll aborted because this replica stopped leading says nothing of the backend.
+      errorFilter: () => this.current?.signal.reason === PAUSED,
     });
     this.breaker.on('open', () => this.setBreaker('open'));
     this.breaker.on('halfOpen', () => {
@@ -106,7 +111,7 @@ export class PolledSource<T = unknown> {
   pause(): void {
     this.stopped = true;
     clearTimeout(this.timer);
-    this.current?.abort(new Error('poller stopped'));
+    this.current?.abort(PAUSED);
   }
 
   /** For good: also shuts the breaker down. */
@@ -124,8 +129,11 @@ export class PolledSource<T = unknown> {
     Object.assign(this.status, status);
   }
 
-  /** Polls after a random delay up to `jitter` ms (unless a poll is under way), then on schedule. */
-  pollSoon(jitter = this.options.jitter ?? 1000): void {
+  /**
+   * Polls after a random delay up to `jitter` ms, at most one interval (a new leader's first poll comes within a
+   * lease and an interval of its predecessor's death), unless a poll is under way; then on schedule.
+   */
+  pollSoon(jitter = Math.min(this.options.jitter ?? 1000, this.options.interval)): void {
     if (this.stopped || this.inFlight) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.poll(), Math.floor(Math.random() * jitter));
@@ -137,7 +145,10 @@ export class PolledSource<T = unknown> {
     clearTimeout(this.timer);
     this.inFlight = this.run().finally(() => {
       this.inFlight = undefined;
-      if (!this.stopped) this.timer = setTimeout(() => void this.poll(), this.options.interval);
+      // Paused and started again while this poll was under way (leadership lost and taken back): poll soon, its
+      // result was not recorded.
+      const delay = this.current?.signal.reason === PAUSED ? 0 : this.options.interval;
+      if (!this.stopped) this.timer = setTimeout(() => void this.poll(), delay);
     });
     return this.inFlight;
   }
@@ -157,20 +168,27 @@ export class PolledSource<T = unknown> {
       () => abort.abort(new Error(`timed out after ${this.options.timeout}ms`)),
       this.options.timeout,
     );
-    let outcome: PollOutcome = 'success';
+    let outcome: PollOutcome | 'paused' = 'success';
     try {
       await this.breaker.fire(abort.signal, startedAt);
       this.succeeded(startedAt);
     } catch (error) {
+      if (abort.signal.reason === PAUSED) {
+        outcome = 'paused';
+        span?.setAttribute('dashboard.outcome', outcome);
+        return;
+      }
       outcome = this.failed(error, abort.signal.aborted);
       // A poll the open circuit refused sent nothing: not a failure of this span, its outcome says why.
       if (outcome !== 'rejected') failSpan(span, this.status.last_error);
     } finally {
       clearTimeout(deadline);
-      abort.abort();
-      this.counts[outcome]++;
-      span?.setAttribute('dashboard.outcome', outcome);
-      this.options.onPoll?.(this.name, outcome, (performance.now() - started) / 1000);
+      if (outcome !== 'paused') {
+        abort.abort();
+        this.counts[outcome]++;
+        span?.setAttribute('dashboard.outcome', outcome);
+        this.options.onPoll?.(this.name, outcome, (performance.now() - started) / 1000);
+      }
     }
   }
 

@@ -241,7 +241,12 @@ export class LeaderLease extends EventEmitter {
   private bounded<T>(command: Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no reply within ${this.step}ms`)), this.step);
+      // Decided after one more I/O poll: after a long blocked turn the timer and the reply are both due, and timers
+      // run first; a reply already read is no timeout.
+      timer = setTimeout(
+        () => setImmediate(() => reject(new Error(`no reply within ${this.step}ms`))),
+        this.step,
+      );
     });
     return Promise.race([command, timeout]).finally(() => clearTimeout(timer));
   }

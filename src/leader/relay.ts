@@ -133,8 +133,9 @@ export class RelaySequence {
 
 /**
  * The receiving side's order: an envelope is applied unless one as new or newer of its kind and source was; a term
- * older than the newest seen is a deposed leader's and is dropped. `accept` says whether the stream had a gap
- * (then the kept copies should be read).
+ * older than the newest seen is a deposed leader's and is dropped, unless it comes from the replica that holds the
+ * lease now (Redis lost its keys, and the count of terms started again). `accept` says whether the stream had a gap
+ * (then the kept copies should be read); `applied` records an envelope once it was applied.
  */
 export class RelayOrder {
   private term = 0;
@@ -142,19 +143,31 @@ export class RelayOrder {
   private readonly applied = new Map<string, { term: number; seq: number }>();
 
   /** Whether to apply `envelope`, and whether a number before it is missing. */
-  accept(envelope: Envelope, { fromCopy = false } = {}): { apply: boolean; gap: boolean } {
+  accept(
+    envelope: Envelope,
+    { fromCopy = false, holder }: { fromCopy?: boolean; holder?: string | null } = {},
+  ): { apply: boolean; gap: boolean } {
     const { term, seq } = envelope;
-    // A deposed leader's late envelope; a kept copy of an older term may still be the newest of its field.
-    if (!fromCopy && term < this.term) return { apply: false, gap: false };
+    if (!fromCopy && term < this.term) {
+      // A deposed leader's late envelope; a kept copy of an older term may still be the newest of its field.
+      if (envelope.holder !== holder) return { apply: false, gap: false };
+      // The lease's holder numbers from a lower term: the count was lost with Redis's keys. Start again from it.
+      this.term = 0;
+      this.seq = 0;
+      this.applied.clear();
+    }
     const gap = !fromCopy && (term === this.term ? seq > this.seq + 1 : seq !== 1);
     if (term > this.term || (term === this.term && seq > this.seq)) {
       this.term = term;
       this.seq = seq;
     }
-    const field = fieldOf(envelope);
-    const last = this.applied.get(field);
-    if (last && (last.term > term || (last.term === term && last.seq >= seq))) return { apply: false, gap };
-    this.applied.set(field, { term, seq });
-    return { apply: true, gap };
+    const last = this.applied.get(fieldOf(envelope));
+    const apply = !last || last.term < term || (last.term === term && last.seq < seq);
+    return { apply, gap };
+  }
+
+  /** `envelope` was applied: nothing older of its kind and source will be. */
+  markApplied(envelope: Envelope): void {
+    this.applied.set(fieldOf(envelope), { term: envelope.term, seq: envelope.seq });
   }
 }
