@@ -257,7 +257,9 @@ describe('the Prometheus rules', () => {
         'EventLoopDelayHigh',
         'HistoryDown',
         'HistoryDroppingRows',
+        'LeaderIsolated',
         'NatsDown',
+        'NoLeader',
         'RedisDown',
         'SlowConsumerDisconnectsRising',
       ],
@@ -275,6 +277,7 @@ describe('the Prometheus rules', () => {
     assert.match(expr('BackendBreakerOpen'), /dashboard_backend_breaker_state/);
     assert.match(expr('NatsDown'), /dashboard_nats_enabled == 1/);
     assert.match(expr('HistoryDown'), /dashboard_history_enabled == 1/);
+    assert.match(expr('NoLeader'), /sum by \(job\) \(dashboard_leader\{/);
   });
 
   test('pass promtool check rules and promtool test rules (where promtool is installed)', (t) => {
@@ -284,7 +287,7 @@ describe('the Prometheus rules', () => {
       return;
     }
     assert.equal(check.status, 0, check.stdout + check.stderr);
-    assert.match(check.stdout, /SUCCESS: 8 rules found/);
+    assert.match(check.stdout, /SUCCESS: 10 rules found/);
     const unit = spawnSync('promtool', ['test', 'rules', RULE_TESTS.pathname], { encoding: 'utf8' });
     assert.equal(unit.status, 0, unit.stdout + unit.stderr);
 
