@@ -1,6 +1,8 @@
+import cluster from 'node:cluster';
 import { parseCli } from './cli.ts';
 import { ConfigError } from './config/errors.ts';
 import { loadConfig } from './config/load.ts';
+import { onStopRequest, runSupervisor } from './workers.ts';
 
 const USAGE = `Usage: node src/server.ts [options]   (npm start)
 Starts dashboard-server: loads the config, listens and serves until SIGTERM or SIGINT.
@@ -34,6 +36,19 @@ if (values['check-config']) {
   process.exit(0);
 }
 
+if (config.server.workers > 1 && cluster.isPrimary) {
+  // This process only supervises; each worker runs this file again and takes the path below (src/workers.ts).
+  const { workers, shutdown_timeout, log_level } = config.server;
+  process.exit(
+    await runSupervisor({
+      workers,
+      shutdownTimeout: shutdown_timeout,
+      logLevel: log_level,
+      configPath: path,
+    }),
+  );
+}
+
 // Tracing starts before the app is imported: ioredis and @grpc/grpc-js are patched as they load (src/tracing-sdk.ts).
 if (config.tracing.endpoint !== undefined) {
   const { startTracing } = await import('./tracing-sdk.ts');
@@ -42,8 +57,12 @@ if (config.tracing.endpoint !== undefined) {
 const { buildApp } = await import('./app.ts');
 const app = await buildApp(config);
 let stopping = false;
+let stoppedByPrimary = false;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) {
+    // The signal that made the primary ask may reach this worker too (systemd and Ctrl-C signal every process):
+    // it is not a second one; the primary acts on a second signal itself.
+    if (stoppedByPrimary) return;
     app.log.warn({ signal }, 'second signal: exiting now');
     process.exit(1);
   }
@@ -62,6 +81,13 @@ async function shutdown(signal: string): Promise<void> {
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
 process.on('SIGINT', () => void shutdown('SIGINT'));
+if (cluster.isWorker) {
+  onStopRequest((signal) => {
+    if (stopping) return;
+    stoppedByPrimary = true;
+    void shutdown(signal);
+  });
+}
 
 try {
   await app.listen({ host: config.server.host, port: config.server.port });
