@@ -1,6 +1,7 @@
 /**
  * A load generator: holds many WebSocket clients of a scenario, driven by the runner over IPC.
- *   {cmd:'connect', url, kind, clients, secret?, symbols, concurrency} → {evt:'connected', …}
+ *   {cmd:'connect', urls, kind, clients, secret?, symbols, concurrency} → {evt:'connected', …} (a client connects
+ *     to urls[its replica], so one load generator can hold the clients of several hub replicas)
  *   {cmd:'start'} → counters reset, the measurement window opens → {evt:'started'}
  *   {cmd:'stop'}  → {evt:'stats', …} (the window's counts, histograms and samples)
  *   {cmd:'close'} → sockets terminated, exit
@@ -385,7 +386,8 @@ function connectRaw(
 
 interface ConnectCommand {
   cmd: 'connect';
-  url: string;
+  /** The servers' WebSocket URLs: a client connects to `urls[spec.replica ?? 0]`. */
+  urls: string[];
   kind: Kind;
   clients: ClientSpec[];
   secret?: string;
@@ -409,7 +411,8 @@ async function connectAll(command: ConnectCommand): Promise<void> {
     while (next < command.clients.length && Date.now() < deadline) {
       const spec = command.clients[next++];
       const token = sign?.({ userId: `bench-${spec.index}`, role: 'trader' });
-      if (await connectOne(command.url, spec, token, Math.max(1000, deadline - Date.now()))) ready++;
+      const url = command.urls[spec.replica ?? 0];
+      if (await connectOne(url, spec, token, Math.max(1000, deadline - Date.now()))) ready++;
       else failed++;
     }
   };

@@ -14,6 +14,8 @@ export interface ClientSpec {
   subscriptions: string[];
   /** This client decodes every message it gets (latency, sequence checks); the others only count bytes. */
   sampled: boolean;
+  /** Which server of the run it connects to (the hub-replicas runs: one of the replicas); 0 when absent. */
+  replica?: number;
 }
 
 export function symbolNames(count: number): string[] {
@@ -121,6 +123,15 @@ export function population(
       sampled: sampledTarget > 0 && nth % every[type] === 0,
     };
   });
+}
+
+/**
+ * Deals the clients out to `replicas` servers in contiguous blocks: each block holds whole cycles of the sets,
+ * formats and symbols (they repeat every 32 tui or 40 web clients) and its share of the sampled clients, so every
+ * replica gets the same mix.
+ */
+export function splitAmong(specs: ClientSpec[], replicas: number): ClientSpec[] {
+  return specs.map((spec, i) => ({ ...spec, replica: Math.floor((i * replicas) / specs.length) }));
 }
 
 /** The class of a client: type, format and set. Bytes and sizes are reported per class. */

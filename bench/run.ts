@@ -10,6 +10,10 @@
  * from the hub's dashboard_ingest_messages_total). Writes BENCHMARKS.md (between its markers), bench/results.svg
  * and bench/results.json.
  *
+ * `--servers …,hub-replicas` adds several hub processes on the same Redis, the clients split between them;
+ * `--replicas-scenario` (`npm run bench:replicas`, issue 17) runs just hub and hub-replicas and writes its own
+ * section of BENCHMARKS.md and bench/replicas.json.
+ *
  * The parts, one job each, are in bench/run/ (options, context, processes, metrics, scenario, idle, ingest,
  * results, outputs) and bench/report/ (console table, targets, BENCHMARKS.md, SVG chart).
  */
@@ -17,14 +21,25 @@ import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { renderConsole } from './report/console.ts';
 import { formatSizes } from './report/format-sizes.ts';
+import { renderReplicasConsole } from './report/replicas.ts';
 import { cleanupAll, log, profileDir } from './run/context.ts';
 import { runIdle } from './run/idle.ts';
 import { runIngest } from './run/ingest.ts';
 import { options, values } from './run/options.ts';
 import { writeOutputs } from './run/outputs.ts';
-import { hubExitFailures, startRedis } from './run/processes.ts';
+import { hubExitFailures, replicaCpus, startRedis } from './run/processes.ts';
 import type { BenchResults } from './run/results.ts';
 import { runServer } from './run/scenario.ts';
+
+/** How this run was started, as the npm script and its arguments. */
+function commandLine(): string {
+  const args = process.argv.slice(2);
+  if (args[0] === '--replicas-scenario') {
+    const rest = args.slice(1);
+    return `npm run bench:replicas${rest.length > 0 ? ` -- ${rest.join(' ')}` : ''}`;
+  }
+  return args.length > 0 ? `npm run bench -- ${args.join(' ')}` : 'npm run bench';
+}
 
 if (values['report-only']) {
   // Renders BENCHMARKS.md and the SVG again from a saved results.json, without running anything.
@@ -56,12 +71,20 @@ const results: BenchResults = {
   idle: [],
   ingest: [],
   formats: [],
-  command: process.argv.length > 2 ? `npm run bench -- ${process.argv.slice(2).join(' ')}` : 'npm run bench',
+  command: commandLine(),
 };
 
 log(
   `bench: scenarios ${options.scenarios.join(', ')} clients × ${options.servers.join(', ')}; ${options.seconds} s windows; ${options.symbols} symbols; ` +
-    (options.pin ? 'server pinned to cpu0, redis/publisher/load generators to cpu1' : 'no CPU pinning') +
+    (options.pin
+      ? `server pinned to cpu0, redis/publisher/load generators to cpu1${
+          options.servers.includes('hub-replicas')
+            ? `; hub-replicas: ${options.replicas} hubs on ${replicaCpus(options.replicas)
+                .map((cpu) => `cpu${cpu}`)
+                .join(', ')}`
+            : ''
+        }`
+      : 'no CPU pinning') +
     `; hub auth ON (HS256 tokens); Node ${process.version}`,
 );
 try {
@@ -101,6 +124,8 @@ for (const run of results.runs) delete run.samples;
 
 log('');
 log(renderConsole(results.runs, true));
+const replicas = renderReplicasConsole(results);
+if (replicas) log(`\n${replicas}`);
 if (hubExitFailures.length > 0) {
   for (const line of hubExitFailures) log(`bench FAILED: ${line}`);
   log('bench FAILED: results not written');

@@ -1,4 +1,4 @@
-/** Number formatting and cadences shared by the report's console table, BENCHMARKS.md and the chart. */
+/** Number formatting, cadences and the Markdown table shared by the report's console table, BENCHMARKS.md and the chart. */
 import type { RunResult } from '../run/results.ts';
 
 export const INTERVAL: Record<string, number> = { tui: 100, web: 250 };
@@ -16,4 +16,10 @@ export const pct = (ratio: number): string => (Number.isFinite(ratio) ? `${fmt(r
 
 export function mainType(run: RunResult): 'tui' | 'web' {
   return run.tui > 0 ? 'tui' : 'web';
+}
+
+/** A Markdown table (a `|` inside a cell becomes ` / `). */
+export function table(header: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.map((cell) => cell.replaceAll('|', ' / ')).join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
 }

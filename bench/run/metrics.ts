@@ -52,12 +52,13 @@ export class UsageSampler {
   private readonly started = performance.now();
   private readonly systemStart = systemCpu();
   private readonly pids: Record<string, number>;
-  private readonly serverPid: number;
+  private readonly serverPids: number[];
+  /** The largest RSS of the server seen during the window (several processes: the largest of their sum). */
   maxRss = 0;
 
-  constructor(pids: Record<string, number>, serverPid: number) {
+  constructor(pids: Record<string, number>, serverPids: number | number[]) {
     this.pids = pids;
-    this.serverPid = serverPid;
+    this.serverPids = Array.isArray(serverPids) ? serverPids : [serverPids];
     for (const [name, pid] of Object.entries(pids)) this.cpuStart.set(name, cpuSeconds(pid));
     this.timer = setInterval(() => this.sample(), 200);
   }
@@ -73,7 +74,10 @@ export class UsageSampler {
       }
       map.set(cpu, (map.get(cpu) ?? 0) + 1);
     }
-    this.maxRss = Math.max(this.maxRss, rssBytes(this.serverPid));
+    this.maxRss = Math.max(
+      this.maxRss,
+      this.serverPids.reduce((sum, pid) => sum + rssBytes(pid), 0),
+    );
   }
 
   finish(): { usage: Record<string, ProcessUsage>; systemBusyPct: Record<string, number>; seconds: number } {

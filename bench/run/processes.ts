@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { cpSync, symlinkSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { hubEnv } from '../../scripts/lib/hub-env.ts';
@@ -31,7 +32,7 @@ export function startRedis(): Promise<RedisServer> {
   );
 }
 
-interface ServerProcess {
+export interface ServerProcess {
   kind: string;
   child: ChildProcess;
   port: number;
@@ -57,8 +58,12 @@ function buildHubRelease(): string {
 }
 let hubEntry: string | undefined;
 
-/** The hub, or (`hub-whole`) the hub sending every group whole at each tick: the design before spreading. */
-export const isHub = (kind: string) => kind === 'hub' || kind === 'hub-whole' || kind === 'hub-history';
+/**
+ * The hub, or (`hub-whole`) the hub sending every group whole at each tick: the design before spreading, or
+ * (`hub-history`) recording history, or (`hub-replicas`) several hub processes on one Redis.
+ */
+export const isHub = (kind: string) =>
+  kind === 'hub' || kind === 'hub-whole' || kind === 'hub-history' || kind === 'hub-replicas';
 
 let historyDatabase: Promise<string> | undefined;
 /** A scratch database for the hub-history runs, created once per benchmark run and dropped at its end. */
@@ -98,6 +103,7 @@ export async function startHub(
   clients: number,
   label: string,
   kind = 'hub',
+  cpu = SERVER_CPU,
 ): Promise<ServerProcess> {
   const port = await freePort();
   const nodeArgs = [...options.hubNodeArgs];
@@ -113,7 +119,7 @@ export async function startHub(
   hubEntry ??= buildHubRelease();
   const child = track(
     spawnPinned(process.execPath, [...nodeArgs, hubEntry], {
-      cpu: SERVER_CPU,
+      cpu,
       pipeStdout: true,
       env: hubEnv(
         { port, redisUrl: redis.url, secretFile: join(benchDir, 'jwt-secret') },
@@ -212,11 +218,49 @@ export interface Loadgen {
   clients: number;
 }
 
+/**
+ * The cores of the replicas, in order: cpu0, cpu2, cpu3…, then cpu1 (the core of Redis, the publisher and the
+ * load generators) last, round again if there are more replicas than cores. On this 2-core machine: cpu0, cpu1.
+ */
+export function replicaCpus(count: number, cores = cpus().length): (number | undefined)[] {
+  if (!options.pin) return Array.from({ length: count }, () => undefined);
+  const order = [
+    0,
+    ...Array.from({ length: Math.max(0, cores - 2) }, (_, i) => i + 2),
+    ...(cores > 1 ? [1] : []),
+  ];
+  return Array.from({ length: count }, (_, i) => order[i % order.length]);
+}
+
+/**
+ * `hub-replicas`: `options.replicas` hubs on one Redis, each on a port of its own, pinned as `replicaCpus` says.
+ * Profiles, with --profile, are named `hub-replicas-<label>-r<i>`.
+ */
+export async function startReplicas(
+  redis: RedisServer,
+  clients: number,
+  label: string,
+): Promise<ServerProcess[]> {
+  const replicas: ServerProcess[] = [];
+  try {
+    for (const [i, cpu] of replicaCpus(options.replicas).entries()) {
+      replicas.push(await startHub(redis, clients, `${label}-r${i + 1}`, 'hub-replicas', cpu));
+    }
+  } catch (error) {
+    for (const replica of replicas) await stopChild(replica.child);
+    throw error;
+  }
+  return replicas;
+}
+
+/** The load generators for `specs`: a client connects to `servers[spec.replica ?? 0]`. */
 export async function startLoadgens(
-  server: ServerProcess,
+  servers: ServerProcess | ServerProcess[],
   specs: ClientSpec[],
   subscribe = true,
 ): Promise<{ loadgens: Loadgen[]; ready: number; failed: number; ms: number }> {
+  const list = Array.isArray(servers) ? servers : [servers];
+  const server = list[0];
   const count = Math.max(1, Math.ceil(specs.length / options.clientsPerLoadgen));
   const loadgens: Loadgen[] = [];
   for (let i = 0; i < count; i++) {
@@ -235,7 +279,7 @@ export async function startLoadgens(
         loadgen.child,
         {
           cmd: 'connect',
-          url: server.url,
+          urls: list.map((s) => s.url),
           kind: server.kind === 'limit-spread' ? 'limit' : isHub(server.kind) ? 'hub' : server.kind,
           clients: mine,
           secret: isHub(server.kind) ? secret : undefined,

@@ -57,6 +57,10 @@ export interface RunResult {
   foreignPct: number;
   loadavg: number;
   hubSentPerSec?: number;
+  /** hub-replicas: how many hub processes; `usage.server` is their sum, `usage.replica1`… each. */
+  replicas?: number;
+  /** hub-replicas: messages each replica sent per second (dashboard_sent_messages_total). */
+  replicaSentPerSec?: number[];
   /** Broadcast ticks per second the hub actually ran, per client type (cadence check). */
   hubTicksPerSec?: Record<string, number>;
   slowConsumerSkips?: number;

@@ -1,4 +1,7 @@
-/** One fan-out run: C clients on one server (the hub or a baseline) under the publisher's traffic, measured. */
+/**
+ * One fan-out run: C clients on one server (the hub or a baseline), or split over the replicas of `hub-replicas`,
+ * under the publisher's traffic, measured.
+ */
 
 import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -8,7 +11,7 @@ import type { RedisServer } from '../../scripts/lib/redis-server.ts';
 import { emptyClassStats, request, rssBytes, sleep } from '../common.ts';
 import { Histogram } from '../histogram.ts';
 import type { ClassStats } from '../loadgen.ts';
-import { type ClientSpec, defaultWebShare, population } from '../mix.ts';
+import { type ClientSpec, defaultWebShare, population, splitAmong } from '../mix.ts';
 import { renderConsole } from '../report/console.ts';
 import { log, profileDir, symbolList } from './context.ts';
 import {
@@ -25,10 +28,12 @@ import {
   closeLoadgens,
   isHub,
   type Loadgen,
+  type ServerProcess,
   startBaseline,
   startHub,
   startLoadgens,
   startPublisher,
+  startReplicas,
   stopPublisher,
   stopServer,
 } from './processes.ts';
@@ -41,23 +46,35 @@ export async function runServer(
   sizes: Record<string, number>,
 ): Promise<RunResult> {
   const webShare = options.webShare ?? defaultWebShare(clients);
-  const specs = population(clients, webShare, symbolList());
+  const replicated = kind === 'hub-replicas';
+  const all = population(clients, webShare, symbolList());
+  const specs = replicated ? splitAmong(all, options.replicas) : all;
   const tui = specs.filter((s) => s.type === 'tui').length;
   const label = `${kind}-${clients}`;
   const quiet = await waitQuiet();
   log(
-    `  ${label}: starting (${tui} tui + ${clients - tui} web clients; machine ${fmtPct(quiet.busyPct)} busy after ${quiet.waitedSeconds.toFixed(0)} s of waiting for quiet)`,
+    `  ${label}: starting (${tui} tui + ${clients - tui} web clients${replicated ? ` split over ${options.replicas} replicas` : ''}; machine ${fmtPct(quiet.busyPct)} busy after ${quiet.waitedSeconds.toFixed(0)} s of waiting for quiet)`,
   );
-  const server = isHub(kind)
-    ? await startHub(redis, clients, String(clients), kind)
-    : await startBaseline(kind, redis, sizes, String(clients));
+  // One server process, or (hub-replicas) one per replica; `servers[0]` stands for the run in the log lines.
+  const servers: ServerProcess[] = replicated
+    ? await startReplicas(redis, clients, String(clients))
+    : [
+        isHub(kind)
+          ? await startHub(redis, clients, String(clients), kind)
+          : await startBaseline(kind, redis, sizes, String(clients)),
+      ];
+  const server = servers[0];
+  const serverPids = servers.map((s) => s.child.pid!);
+  const serverRss = () => serverPids.reduce((sum, pid) => sum + rssBytes(pid), 0);
+  /** The names of the server processes in `usage`: `server`, or `replica1`… whose sum is then `server`. */
+  const serverNames = replicated ? servers.map((_, i) => `replica${i + 1}`) : ['server'];
   let publisher: ChildProcess | undefined;
   let loadgens: Loadgen[] = [];
   try {
     publisher = await startPublisher(redis);
     await sleep(2000);
-    const baseRss = rssBytes(server.child.pid!);
-    const connect = await startLoadgens(server, specs);
+    const baseRss = serverRss();
+    const connect = await startLoadgens(servers, specs);
     loadgens = connect.loadgens;
     log(
       `  ${label}: ${connect.ready} clients ready in ${(connect.ms / 1000).toFixed(1)} s (${connect.failed} failed)`,
@@ -65,18 +82,22 @@ export async function runServer(
     await sleep(options.warmup * 1000);
 
     const pids: Record<string, number> = {
-      server: server.child.pid!,
       publisher: publisher.pid!,
       redis: redis.pid!,
     };
+    serverNames.forEach((name, i) => {
+      pids[name] = serverPids[i];
+    });
     loadgens.forEach((l, i) => {
       pids[`loadgen${i + 1}`] = l.child.pid!;
     });
-    const metricsBefore: Metrics = isHub(kind) ? await scrape(server.port) : new Map();
+    const scrapeAll = () =>
+      isHub(kind) ? Promise.all(servers.map((s) => scrape(s.port))) : Promise.resolve([] as Metrics[]);
+    const metricsBefore = await scrapeAll();
     const scrapedAt = performance.now();
     if (!isHub(kind)) await request(server.child, { cmd: 'start' }, 'started', 10_000);
     await Promise.all(loadgens.map((l) => request(l.child, { cmd: 'start' }, 'started', 10_000)));
-    const sampler = new UsageSampler(pids, server.child.pid!);
+    const sampler = new UsageSampler(pids, serverPids);
     const load = loadavg()[0];
     const windowFrom = Number(process.hrtime.bigint() / 1000n);
     await sleep(options.seconds * 1000);
@@ -89,12 +110,12 @@ export async function runServer(
       loadgens.map((l) => request<LoadgenStats>(l.child, { cmd: 'stop' }, 'stats', 30_000)),
     );
     const { usage, systemBusyPct, seconds } = sampler.finish();
-    const metricsAfter: Metrics = isHub(kind) ? await scrape(server.port) : new Map();
+    const metricsAfter = await scrapeAll();
     const scrapeSeconds = (performance.now() - scrapedAt) / 1000;
     const serverStats = isHub(kind)
       ? undefined
       : await request<ServerStats>(server.child, { cmd: 'stop' }, 'stats', 30_000).catch(() => undefined);
-    const endRss = Math.max(rssBytes(server.child.pid!), sampler.maxRss);
+    const endRss = Math.max(serverRss(), sampler.maxRss);
 
     const result = combine(kind, specs, stats, seconds);
     result.ready = connect.ready;
@@ -104,6 +125,14 @@ export async function runServer(
     result.systemBusyPct = systemBusyPct;
     const ours = Object.values(usage).reduce((sum, u) => sum + u.cpuPct, 0);
     result.foreignPct = Math.max(0, (systemBusyPct.cpu ?? 0) * cpus().length - ours);
+    if (replicated) {
+      // The replicas together are the server: CPU summed, and where each ran.
+      result.replicas = servers.length;
+      usage.server = {
+        cpuPct: serverNames.reduce((sum, name) => sum + usage[name].cpuPct, 0),
+        cores: serverNames.map((name) => `${name}: ${usage[name].cores}`).join('; '),
+      };
+    }
     result.loadavg = load;
     result.serverCpuUsPerDelivery =
       ((usage.server.cpuPct / 100) * seconds * 1e6) / Math.max(1, result.deliveries);
@@ -113,27 +142,35 @@ export async function runServer(
       perClientKB: (endRss - baseRss) / 1024 / Math.max(1, connect.ready),
     };
     if (isHub(kind)) {
-      result.serverLoopP99Ms = metricSum(metricsAfter, 'nodejs_eventloop_lag_p99_seconds') * 1000;
-      const sent =
-        metricSum(metricsAfter, 'dashboard_sent_messages_total') -
-        metricSum(metricsBefore, 'dashboard_sent_messages_total');
-      result.hubSentPerSec = sent / scrapeSeconds;
-      result.slowConsumerSkips =
-        metricSum(metricsAfter, 'dashboard_slow_consumer_skips_total') -
-        metricSum(metricsBefore, 'dashboard_slow_consumer_skips_total');
+      const delta = (after: Metrics, before: Metrics, name: string, filter = '') =>
+        metricSum(after, name, filter) - metricSum(before, name, filter);
+      const summed = (name: string, filter = '') =>
+        metricsAfter.reduce((sum, after, i) => sum + delta(after, metricsBefore[i], name, filter), 0);
+      // The replicas' event-loop delay: the worst of them.
+      result.serverLoopP99Ms =
+        Math.max(...metricsAfter.map((m) => metricSum(m, 'nodejs_eventloop_lag_p99_seconds'))) * 1000;
+      result.hubSentPerSec = summed('dashboard_sent_messages_total') / scrapeSeconds;
+      if (replicated) {
+        result.replicaSentPerSec = metricsAfter.map(
+          (after, i) => delta(after, metricsBefore[i], 'dashboard_sent_messages_total') / scrapeSeconds,
+        );
+      }
+      result.slowConsumerSkips = summed('dashboard_slow_consumer_skips_total');
       const perType: Record<string, { mean: number; p99le: number }> = {};
       result.hubTicksPerSec = {};
+      // Broadcast durations of every replica in one histogram (same buckets: the series add up).
+      const mergedBefore = mergeMetrics(metricsBefore);
+      const mergedAfter = mergeMetrics(metricsAfter);
       for (const type of ['tui', 'web']) {
         const label = `client_type="${type}"`;
+        // Ticks per second of one process (the mean over the replicas).
         result.hubTicksPerSec[type] =
-          (metricSum(metricsAfter, 'dashboard_broadcast_duration_seconds_count', label) -
-            metricSum(metricsBefore, 'dashboard_broadcast_duration_seconds_count', label)) /
-          scrapeSeconds;
+          summed('dashboard_broadcast_duration_seconds_count', label) / scrapeSeconds / servers.length;
         perType[type] = histogramDelta(
-          metricsBefore,
-          metricsAfter,
+          mergedBefore,
+          mergedAfter,
           'dashboard_broadcast_duration_seconds',
-          `client_type="${type}"`,
+          label,
         );
       }
       const main = perType[result.web > result.tui ? 'web' : 'tui'];
@@ -148,10 +185,21 @@ export async function runServer(
   } finally {
     await closeLoadgens(loadgens);
     if (publisher) await stopPublisher(publisher);
-    await stopServer(kind, server.child, label);
+    await Promise.all(
+      servers.map((s, i) => stopServer(kind, s.child, replicated ? `${label}-r${i + 1}` : label)),
+    );
     if (options.profile && isHub(kind)) await sleep(500);
   }
 }
+
+/** Several processes' /metrics as one: every series summed (for counters and histograms, not gauges). */
+function mergeMetrics(list: Metrics[]): Metrics {
+  const merged: Metrics = new Map();
+  for (const metrics of list)
+    for (const [series, value] of metrics) merged.set(series, (merged.get(series) ?? 0) + value);
+  return merged;
+}
+
 function combine(kind: string, specs: ClientSpec[], stats: LoadgenStats[], seconds: number): RunResult {
   const classes: RunResult['classes'] = {};
   const latency = { tui: new Histogram(), web: new Histogram() };
