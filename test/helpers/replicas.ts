@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { DashboardClient, type JsonObject, type StateUpdate } from '../../src/client.ts';
 import type { GrpcCall } from './backends-grpc.ts';
 import type { HttpRequestRecord } from './backends-http.ts';
+import { sourceConfig } from './backends-poller.ts';
 import { freePort } from './redis.ts';
 
 const root = new URL('../..', import.meta.url).pathname;
@@ -591,4 +592,16 @@ export async function viewMatchesState(
       `${(error as Error).message}\nview:  ${JSON.stringify(client.view)}\nstate: ${JSON.stringify(last)}`,
     );
   }
+}
+
+/**
+ * The `backend_services` of a replica in these tests: the account (HTTP) and orders (gRPC) stand-ins, polled every
+ * `interval`, with the replica's own `api_key` so the stand-ins can tell which replica polled.
+ */
+export function polledBackends(httpUrl: string, grpcAddress: string, apiKey: string, interval: string) {
+  const options = { interval, timeout: '400ms', api_key: apiKey };
+  return {
+    account_monitor: sourceConfig(httpUrl, options),
+    order_execution: sourceConfig(grpcAddress, options),
+  };
 }

@@ -6,11 +6,11 @@ import WebSocket from 'ws';
 import { NatsServer } from '../../scripts/lib/nats-server.ts';
 import { GrpcBackend, grpcOrder } from '../helpers/backends-grpc.ts';
 import { accountBody, HttpBackend, json } from '../helpers/backends-http.ts';
-import { sourceConfig } from '../helpers/backends-poller.ts';
 import { TestRedis } from '../helpers/redis.ts';
 import {
   Fleet,
   type HubReplica,
+  polledBackends,
   RoamingClient,
   readyStatus,
   request,
@@ -57,14 +57,7 @@ before(async () => {
     config: (_index, apiKey) => ({
       // Every replica subscribes to NATS itself, as to Redis: /ready waits for both.
       nats: { url: nats.url },
-      backend_services: {
-        account_monitor: sourceConfig(http.url, { interval: '500ms', timeout: '400ms', api_key: apiKey }),
-        order_execution: sourceConfig(grpc.address, {
-          interval: '500ms',
-          timeout: '400ms',
-          api_key: apiKey,
-        }),
-      },
+      backend_services: polledBackends(http.url, grpc.address, apiKey, '500ms'),
     }),
   });
 });

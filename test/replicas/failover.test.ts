@@ -4,13 +4,13 @@ import type { Redis } from 'ioredis';
 import type { JsonObject } from '../../src/client.ts';
 import { GrpcBackend, type GrpcCall, grpcOrder } from '../helpers/backends-grpc.ts';
 import { accountBody, HttpBackend, type HttpRequestRecord } from '../helpers/backends-http.ts';
-import { sourceConfig } from '../helpers/backends-poller.ts';
 import { TestRedis } from '../helpers/redis.ts';
 import {
   Fleet,
   grpcPoller,
   type HubReplica,
   httpPoller,
+  polledBackends,
   RoamingClient,
   viewMatchesState,
   waitFor,
@@ -80,18 +80,7 @@ before(async () => {
     leaderKey: 'replicas-test:failover',
     lease: `${LEASE}ms`,
     config: (_index, apiKey) => ({
-      backend_services: {
-        account_monitor: sourceConfig(http.url, {
-          interval: `${INTERVAL}ms`,
-          timeout: '400ms',
-          api_key: apiKey,
-        }),
-        order_execution: sourceConfig(grpc.address, {
-          interval: `${INTERVAL}ms`,
-          timeout: '400ms',
-          api_key: apiKey,
-        }),
-      },
+      backend_services: polledBackends(http.url, grpc.address, apiKey, `${INTERVAL}ms`),
     }),
   });
 });
