@@ -293,6 +293,8 @@ describe('node src/server.ts with tracing.endpoint', () => {
       [
         'server: { host: 127.0.0.1, port: 0, log_level: info }',
         `redis: { url: "${redisUrl}" }`,
+        // A fleet of its own: the in-process app of this file holds the default key's lease on the same Redis.
+        `leader: { key: "tracing-child:${process.pid}:${Date.now()}" }`,
         'auth: { enabled: false }',
         `tracing: { endpoint: "${collector.endpoint}/" }`,
         `backend_services: { order_execution: { url: "${orderExecutionAddress}", interval: 1h } }`,
