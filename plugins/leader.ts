@@ -25,8 +25,9 @@ export type { LeaderInfo };
 
 /** What the replica does with relayed polls (the poller: parse the answers as the leader did, apply them). */
 export interface RelayReceiver {
-  data(envelope: DataEnvelope): void;
-  status(envelope: StatusEnvelope): void;
+  /** Applies it; false if this replica does not poll that backend (nothing applied). */
+  data(envelope: DataEnvelope): boolean;
+  status(envelope: StatusEnvelope): boolean;
 }
 
 /** /debug's `leader`: the lease, this replica's id and the relay's counters. */
@@ -163,10 +164,11 @@ export default fp(
       const { apply, gap } = order.accept(envelope, { fromCopy, holder: lease.info.holder });
       if (apply && receiver) {
         try {
-          if (envelope.kind === 'data') receiver.data(envelope);
-          else receiver.status(envelope);
-          order.markApplied(envelope);
-          stats.received.applied++;
+          const applied = envelope.kind === 'data' ? receiver.data(envelope) : receiver.status(envelope);
+          if (applied) {
+            order.markApplied(envelope);
+            stats.received.applied++;
+          } else stats.received.stale++;
         } catch (error) {
           count('invalid', error);
         }

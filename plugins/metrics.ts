@@ -300,7 +300,7 @@ export default fp(
     );
     mirroredCounter(
       'dashboard_leader_relay_received_total',
-      "Relayed polls and statuses received from the leader, by outcome: applied, stale (older than one applied, or the replica's own), invalid (dropped), resync (reads of the kept copies after a gap)",
+      'Relayed polls and statuses received from the leader, by outcome: applied, stale (older than one applied, arrived while leading, or for a backend not configured here), invalid (dropped), resync (reads of the kept copies after a gap)',
       ['outcome'],
       () => Object.entries(leader.debug().relay.received).map(([outcome, n]) => [{ outcome }, n]),
     );

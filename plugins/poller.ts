@@ -282,13 +282,16 @@ export default fp(
     leader.events.on('isolated', followLeadership);
     leader.receive({
       data({ source, answers, started_at }) {
-        relayed.get(source)?.(answers, started_at);
+        const apply = relayed.get(source);
+        apply?.(answers, started_at);
+        return apply !== undefined;
       },
       status({ source: name, status }) {
         const source = sources.get(name);
-        if (!source || !relayed.has(name)) return;
+        if (!source || !relayed.has(name)) return false;
         source.adopt(status);
         systemStatus.reportSource(name, source.status);
+        return true;
       },
     });
 

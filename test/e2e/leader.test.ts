@@ -321,6 +321,17 @@ describe('two replicas on one Redis', () => {
     await until('B counted the hostile account invalid', () => received(b).invalid > before.invalid);
     assert.equal(received(b).resync, resyncs, 'seq 6 after seq 5: no gap');
     assert.equal(balanceOf(b), 5000, 'the hostile answer changed nothing');
+
+    // A backend B does not poll (no strategy_engine here): nothing applied, counted stale, not invalid.
+    const { applied, stale, invalid } = received(b);
+    await admin.publish(
+      CHANNEL,
+      envelope({ term, seq: 7, source: 'strategy_engine', started_at: Date.now(), answers: [{}, {}] }),
+    );
+    await until('B counted the unconfigured source stale', () => received(b).stale > stale);
+    assert.equal(received(b).applied, applied);
+    assert.equal(received(b).invalid, invalid);
+    assert.equal(b.app.state.get('strategies'), undefined);
   });
 
   test('closing the leader: the follower takes over at once and polls; it applies nothing of its own', async () => {
