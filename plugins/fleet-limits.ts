@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { redactUrlCredentials } from '../src/access.ts';
 import { FleetUserSlots, USER_SLOT_TIMEOUT_MS, USER_SLOT_TTL_MS } from '../src/fleet/user-slots.ts';
 import { LogThrottle } from '../src/log-throttle.ts';
+import { redisOptions } from '../src/redis-connection.ts';
 
 /** What /debug shows (`fleet_limits`) and the metrics read. */
 export interface FleetLimitsInfo {
@@ -96,14 +97,14 @@ export default fp(
     // The replica's one id, as /debug `leader.self` and the lease name it.
     const replica = fastify.leader.self;
     // Of its own, failing fast: no offline queue, so an upgrade never waits for a Redis that is away.
-    const redis = new Redis(redisConfig.url, {
-      db: redisConfig.db,
-      lazyConnect: true,
-      connectionName: 'dashboard-server:fleet-limits',
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 5000),
-    });
+    const redis = new Redis(
+      redisConfig.url,
+      redisOptions(redisConfig, {
+        connectionName: 'dashboard-server:fleet-limits',
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+      }),
+    );
     // An outage shows as fail-open admissions and failed refreshes, logged below; not once per reconnect attempt.
     redis.on('error', () => {});
     const throttle = new LogThrottle(1000);

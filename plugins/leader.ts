@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { EventEmitter } from 'node:events';
+import type { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import fp from 'fastify-plugin';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis } from 'ioredis';
 import type { SourceName } from '../src/backends.ts';
 import { type LeaderInfo, LeaderLease } from '../src/leader/lease.ts';
 import {
@@ -11,7 +11,6 @@ import {
   fieldOf,
   MAX_ENVELOPE_BYTES,
   parseEnvelope,
-  RelayError,
   RelayOrder,
   type RelayOutcome,
   RelaySequence,
@@ -20,6 +19,7 @@ import {
 import { LogThrottle } from '../src/log-throttle.ts';
 import type { Json } from '../src/merge-patch.ts';
 import type { SourceStatus } from '../src/poller.ts';
+import { redisOptions } from '../src/redis-connection.ts';
 
 export type { LeaderInfo };
 
@@ -50,7 +50,7 @@ declare module 'fastify' {
       readonly isolated: boolean;
       info(): LeaderInfo;
       debug(): LeaderDebug;
-      /** `change` (isLeader) and `isolated` (boolean). */
+      /** `change` (isLeader), `isolated` (boolean) and `info` (LeaderInfo): the lease's own events. */
       readonly events: EventEmitter;
       /** On the leader: relays a poll's answers to the other replicas (nothing elsewhere). */
       publishData(source: SourceName, startedAt: number, answers: Json[]): void;
@@ -82,26 +82,22 @@ export default fp(
     const channel = `${key}:polls`;
     const releasedChannel = `${key}:released`;
     const copiesKey = `${key}:sections`;
-    const options: RedisOptions = {
-      db: redisConfig.db,
-      lazyConnect: true,
-      retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 5000),
-    };
-    const commands = new Redis(redisConfig.url, {
-      ...options,
-      connectionName: 'dashboard-server:leader',
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-    });
-    const subscriber = new Redis(redisConfig.url, {
-      ...options,
-      connectionName: 'dashboard-server:relay',
-    });
+    const commands = new Redis(
+      redisConfig.url,
+      redisOptions(redisConfig, {
+        connectionName: 'dashboard-server:leader',
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+      }),
+    );
+    const subscriber = new Redis(
+      redisConfig.url,
+      redisOptions(redisConfig, { connectionName: 'dashboard-server:relay' }),
+    );
     // Errors are the lease's and the relay's to report (a lost lease is logged; an outage by redis-ingest).
     commands.on('error', () => {});
     subscriber.on('error', () => {});
     const lease = new LeaderLease({ redis: commands, key, holder: self, lease: config.lease, logger: log });
-    const events = new EventEmitter();
     const sequence = new RelaySequence();
     const order = new RelayOrder();
     const throttle = new LogThrottle(1000);
@@ -113,8 +109,6 @@ export default fp(
     let receiver: RelayReceiver | undefined;
     let resyncing: Promise<void> | undefined;
 
-    lease.on('change', (isLeader: boolean) => events.emit('change', isLeader));
-    lease.on('isolated', (isolated: boolean) => events.emit('isolated', isolated));
     lease.on('info', (info: LeaderInfo) => systemStatus.reportLeader(info));
     commands.on('close', () => lease.lost('connection to Redis lost'));
     commands.on('ready', () => lease.poke());
@@ -156,7 +150,7 @@ export default fp(
       try {
         envelope = parseEnvelope(payload);
       } catch (error) {
-        count('invalid', error);
+        dropped(error);
         return false;
       }
       // The leader's own, or a deposed one's while this replica leads: it polls itself.
@@ -170,19 +164,19 @@ export default fp(
             stats.received.applied++;
           } else stats.received.stale++;
         } catch (error) {
-          count('invalid', error);
+          dropped(error);
         }
       } else if (!apply) stats.received.stale++;
       return gap;
     }
 
-    function count(outcome: 'invalid', error: unknown): void {
-      stats.received[outcome]++;
+    /** An envelope refused (RelayError) or whose answers the parsers or ingest refused: counted, logged. */
+    function dropped(error: unknown): void {
+      stats.received.invalid++;
       const suppressed = throttle.allow('invalid');
       if (suppressed === undefined) return;
       const message = error instanceof Error ? error.message : String(error);
-      if (error instanceof RelayError || error instanceof Error)
-        log.warn({ err: message, suppressed }, 'leader: relayed poll dropped');
+      log.warn({ err: message, suppressed }, 'leader: relayed poll dropped');
     }
 
     /** Reads the kept copies and applies those newer than what was applied. One read at a time. */
@@ -238,7 +232,7 @@ export default fp(
       },
       info: () => lease.info,
       debug: () => ({ ...lease.info, self, isolated: lease.isolated, term: lease.term, relay: stats }),
-      events,
+      events: lease,
       publishData(source: SourceName, startedAt: number, answers: Json[]) {
         publish({ v: 1, holder: self, source, kind: 'data', started_at: startedAt, answers });
       },

@@ -297,16 +297,14 @@ export default fp(
 
     const poller = {
       sources,
+      // A source this replica does not poll ignores pollSoon(); it asks for the leader's kept copies instead.
       pollAll() {
         if (!polls()) leader.resync();
-        for (const source of sources.values()) if (source.running) source.pollSoon();
+        for (const source of sources.values()) source.pollSoon();
       },
       refresh(...names: SourceName[]) {
         if (!polls()) leader.resync();
-        for (const name of names) {
-          const source = sources.get(name);
-          if (source?.running) source.pollSoon();
-        }
+        for (const name of names) sources.get(name)?.pollSoon();
       },
       observe(observer: PollObserver) {
         observers.add(observer);

@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events';
 import fp from 'fastify-plugin';
-import { Redis, type RedisOptions, ReplyError } from 'ioredis';
+import { Redis, ReplyError } from 'ioredis';
 import { redactUrlCredentials } from '../src/access.ts';
 import { ConflatingQueue, type ConflatingQueueStats } from '../src/conflating-queue.ts';
 import { logDropped } from '../src/ingest/dropped.ts';
 import { PayloadError } from '../src/ingest/schemas.ts';
 import { LogThrottle } from '../src/log-throttle.ts';
+import { redisOptions } from '../src/redis-connection.ts';
 import type { RedisStatus } from '../src/system-status.ts';
 import { messageSampled, withSpan } from '../src/tracing.ts';
 
@@ -81,18 +82,14 @@ export default fp(
   async (fastify) => {
     const { redis: config } = fastify.config;
     const { ingest, systemStatus, log } = fastify;
-    const options: RedisOptions = {
-      db: config.db,
-      lazyConnect: true,
-      // Reconnect forever with a capped backoff: the hub serves the last known state meanwhile.
-      retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 5000),
-    };
-    const subscriber = new Redis(config.url, { ...options, connectionName: 'dashboard-server:subscriber' });
-    const reader = new Redis(config.url, {
-      ...options,
-      connectionName: 'dashboard-server:reader',
-      maxRetriesPerRequest: 1,
-    });
+    const subscriber = new Redis(
+      config.url,
+      redisOptions(config, { connectionName: 'dashboard-server:subscriber' }),
+    );
+    const reader = new Redis(
+      config.url,
+      redisOptions(config, { connectionName: 'dashboard-server:reader', maxRetriesPerRequest: 1 }),
+    );
     // Without a listener ioredis writes "Unhandled error event" to stderr at every failed reconnect. An outage is
     // reported once, by the subscriber's status; a failed reload logs its own error.
     reader.on('error', () => {});

@@ -61,7 +61,17 @@ export class SystemStatus {
 
   /** The fleet's lease as this replica sees it (`system.leader`). */
   reportLeader(info: LeaderInfo): void {
-    this.leader = info;
+    // Reported at every look at the lease (a third of it); a leader's record rarely changes: no write, no diff.
+    const before = this.leader;
+    if (
+      before &&
+      before.holder === info.holder &&
+      before.is_leader === info.is_leader &&
+      before.lease_age === info.lease_age &&
+      before.takeovers === info.takeovers
+    )
+      return;
+    this.leader = { ...info };
     this.publish();
   }
 

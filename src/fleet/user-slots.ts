@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { withTimeout } from '../redis-connection.ts';
 
 /**
  * How long a slot lives in Redis without a refresh. Every replica refreshes its own slots every third of it, so a
@@ -271,12 +272,6 @@ export class FleetUserSlots {
 
   /** A command that takes longer than `ms` counts as failed (its reply, if one comes, is ignored). */
   private bounded<T>(command: Promise<T>, ms = this.timeout): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`redis: no reply within ${ms}ms`)), ms);
-    });
-    // The command's own failure after the timeout must not surface as an unhandled rejection.
-    command.catch(() => {});
-    return Promise.race([command, timeout]).finally(() => clearTimeout(timer));
+    return withTimeout(command, ms, `redis: no reply within ${ms}ms`);
   }
 }

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
+import { withTimeout } from '../redis-connection.ts';
 
 /**
  * Takes the lease if nobody holds it, or takes it back if it still names this replica (a renewal that timed out here
@@ -239,15 +240,6 @@ export class LeaderLease extends EventEmitter {
 
   /** A command that takes longer than a step counts as failed: a renewal must not wait past the lease. */
   private bounded<T>(command: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      // Decided after one more I/O poll: after a long blocked turn the timer and the reply are both due, and timers
-      // run first; a reply already read is no timeout.
-      timer = setTimeout(
-        () => setImmediate(() => reject(new Error(`no reply within ${this.step}ms`))),
-        this.step,
-      );
-    });
-    return Promise.race([command, timeout]).finally(() => clearTimeout(timer));
+    return withTimeout(command, this.step, `no reply within ${this.step}ms`);
   }
 }
