@@ -252,14 +252,18 @@ export default fp(
       commands.connect().catch(() => {});
       subscriber.connect().catch(() => {});
     });
-    // At the start of a stop, before the drain: another replica takes over at once while this one's clients leave,
-    // fed by the relay meanwhile.
+    // At the start of a stop: this replica stops polling at once (stop() steps down before it awaits anything) and
+    // gives the lease up so another takes over while this one's clients leave, fed by the relay meanwhile. Not
+    // awaited here: the hub's drain (its own preClose, registered later) must not wait for a Redis round trip.
+    let released: Promise<void> = Promise.resolve();
     fastify.addHook('preClose', async () => {
       const wasLeader = lease.isLeader;
-      await lease.stop();
-      if (wasLeader) await commands.publish(releasedChannel, self).catch(() => {});
+      released = lease.stop().then(async () => {
+        if (wasLeader) await commands.publish(releasedChannel, self).catch(() => {});
+      });
     });
     fastify.addHook('onClose', async () => {
+      await released;
       commands.disconnect();
       subscriber.disconnect();
     });
