@@ -367,11 +367,13 @@ describe('deploy.sh --root DIR --no-systemctl', () => {
       const server = join(dir, 'src/server.ts'); // compiled into the release's src/server.js
       writeFileSync(server, `${readFileSync(server, 'utf8')}throw new Error('broken release');\n`);
     });
-    const run = await deployAndRestart(['--node', projectNode], broken);
+    // 10 s, not 3: the release must reach its throw before the rollback removes its files under it (under a loaded
+    // fresh-clone run it was still loading plugins at 3 s, and died of a missing src/admin/index.html instead).
+    const run = await deployAndRestart(['--node', projectNode], broken, { readyTimeout: 10 });
     assert.equal(run.code, 1, run.stdout);
     assert.ok(run.service, 'the new release was started');
     assert.match(run.service.stderr, /broken release/);
-    assert.match(run.stderr, /did not answer 200 within 3s .*: rolled back to /);
+    assert.match(run.stderr, /did not answer 200 within 10s .*: rolled back to /);
     assert.equal(link('current'), `releases/${second}`);
     assert.equal(link('previous'), `releases/${first}`);
     assert.deepEqual(releases(), [first, second], 'the failed release is removed');
