@@ -84,6 +84,8 @@ export class LeaderLease extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private ticking = false;
+  /** A poke came while a try was under way: that try's own next step must not push it back. */
+  private poked = false;
 
   constructor(options: LeaseOptions) {
     super();
@@ -110,7 +112,9 @@ export class LeaderLease extends EventEmitter {
 
   /** Tries at once (another replica released the lease, Redis came back). */
   poke(): void {
-    if (this.running && !this.isLeader) this.schedule(0);
+    if (!this.running || this.isLeader) return;
+    if (this.ticking) this.poked = true;
+    else this.schedule(0);
   }
 
   /** Stops leading now without touching Redis: the connection is lost or stalled. */
@@ -148,6 +152,11 @@ export class LeaderLease extends EventEmitter {
       else await this.acquire();
     } finally {
       this.ticking = false;
+      // E.g. the connection turned ready while a first try failed on it (no offline queue): try again now.
+      if (this.poked) {
+        this.poked = false;
+        if (!this.isLeader) this.schedule(0);
+      }
     }
   }
 

@@ -39,10 +39,12 @@ before(async () => {
   });
   account = await HttpBackend.start({ '/api/account': json(accountBody()) });
   strategy = await HttpBackend.start(strategyRoutes());
+  // From before the app is built: its start, Redis, the lease (a lone hub leads) and a jitter of up to 1 s. 3 s was
+  // passed in a loaded fresh-clone run.
   firstPolls = Promise.all([
-    grpcBackend.nextCall('GetOrders', 3000),
-    account.nextRequest('/api/account', 3000),
-    strategy.nextRequest('/status', 3000),
+    grpcBackend.nextCall('GetOrders', 6000),
+    account.nextRequest('/api/account', 6000),
+    strategy.nextRequest('/status', 6000),
   ]);
   running = await startApp(redis.url, {
     backend_services: {
